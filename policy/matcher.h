@@ -1,0 +1,44 @@
+// decide(): the pure policy function. No I/O, clock or logging; the same inputs give the same Decision.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "policy/policy.h"
+
+namespace egressd::policy {
+
+// Who is calling: the executable of the process holding the client socket, and its ancestors'
+// executables (nearest parent first; only ancestors shared by every holder of the socket).
+struct Caller {
+  std::string exe;
+  std::vector<std::string> ancestors;
+};
+
+// What the caller wants to reach. `host` is lowercase, an IPv6 literal without brackets.
+struct EgressRequest {
+  const Caller& caller;
+  std::string_view host;
+  uint16_t port = 0;
+};
+
+enum class Verdict { Allow, Deny };
+
+struct Decision {
+  Verdict verdict = Verdict::Deny;
+  const Rule* rule = nullptr;              // the allowing rule (valid while the Policy lives); null on deny
+  const Endpoint* endpoint = nullptr;      // the allowing endpoint; null on deny
+  std::string reason;                      // a sentence for the 403 body and the deny log, word for word
+  std::vector<std::string> rules_considered;  // names of rules whose endpoint matched host:port
+};
+
+Decision decide(const Policy& policy, const EgressRequest& request);
+
+// Building blocks, exposed for tests and for later stages (explain, L7).
+bool host_matches(const HostPattern& pattern, std::string_view host);
+bool binary_matches(const BinaryPattern& pattern, const Caller& caller);
+bool path_glob_matches(std::string_view glob, std::string_view path);  // '/'-segmented * and **
+
+}  // namespace egressd::policy

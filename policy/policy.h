@@ -1,0 +1,91 @@
+// The policy model: the immutable, normalized form of an OpenShell-style `network_policies` YAML file.
+// Built only by the loader; shared read-only between sessions as std::shared_ptr<const Policy>.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace egressd::policy {
+
+// Where something stands in a policy file (1-based line and column).
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int col = 0;
+};
+
+// A host pattern: an exact name or IP literal, or a wildcard such as `*.example.com` (exactly one
+// label), `**.example.com` (one or more labels), `*-api.example.com`, `*.s3.*.amazonaws.com`.
+// Stored lowercase; IPv6 literals in canonical inet_ntop form without brackets.
+struct HostPattern {
+  std::string text;
+  bool is_wildcard = false;
+  std::vector<std::string> labels;  // text split on '.', for wildcard matching
+};
+
+// One method/path/query rule of an L7 (`protocol: rest`) endpoint. Enforced by a later stage; loaded
+// and validated now.
+struct HttpRule {
+  std::string method;  // upper case, or "*" for any
+  std::string path;    // glob with * and **; empty = any
+  std::vector<std::pair<std::string, std::vector<std::string>>> query;  // name -> accepted globs
+  SourceLocation where;
+};
+
+enum class Protocol { None, Rest, Websocket, Graphql, Mcp, JsonRpc, Sql, Tcp };
+enum class TlsMode { Auto, Skip };
+enum class Enforcement { Enforce, Audit };
+enum class Access { None, ReadOnly, ReadWrite, Full };
+
+struct Cidr {
+  std::string text;         // as written in the policy
+  uint8_t family = 0;       // 4 or 6
+  uint8_t bytes[16] = {};   // network address, network byte order (4 bytes used for v4)
+  int prefix_len = 0;
+};
+
+struct Endpoint {
+  HostPattern host;
+  std::vector<uint16_t> ports;  // `ports`, or the single `port`; never empty
+  Protocol protocol = Protocol::None;
+  TlsMode tls = TlsMode::Auto;
+  Enforcement enforcement = Enforcement::Enforce;
+  Access access = Access::None;
+  std::vector<HttpRule> rules;
+  std::vector<HttpRule> deny_rules;
+  std::vector<Cidr> allowed_ips;
+  SourceLocation where;
+};
+
+// A binary entry: an exact absolute path or a glob (`*` within one path segment, `**` across).
+struct BinaryPattern {
+  std::string path;                       // as written
+  bool is_glob = false;
+  std::vector<std::string> resolved;      // for an exact path that is a symlink: its target(s), re-resolved
+                                          // at every load (realpath); matching accepts path or any of these
+  bool children = false;                  // also covers processes this binary spawned (any ancestor)
+  SourceLocation where;
+};
+
+struct Rule {
+  std::string key;   // the map key under network_policies
+  std::string name;  // `name:` if given, else the key; used in logs and reasons
+  std::vector<Endpoint> endpoints;
+  std::vector<BinaryPattern> binaries;
+  SourceLocation where;
+};
+
+struct LoadWarning {
+  SourceLocation where;
+  std::string message;
+};
+
+struct Policy {
+  std::vector<Rule> rules;  // in file order
+  std::vector<LoadWarning> warnings;
+  std::string source_path;  // the path it was loaded from ("<embedded>" or "<string>" otherwise)
+  std::string source_hash;  // 16 hex digits identifying the source text and resolved symlink targets
+};
+
+}  // namespace egressd::policy

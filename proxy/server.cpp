@@ -1,0 +1,167 @@
+#include "proxy/server.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <fmt/format.h>
+
+#include "common/log.h"
+#include "proxy/session.h"
+
+namespace egressd::proxy {
+
+Server::Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& policies,
+               DecisionLog& deny_log, DecisionLog& access_log, Identifier identify)
+    : loop_(loop),
+      settings_(settings),
+      policies_(policies),
+      deny_log_(deny_log),
+      access_log_(access_log),
+      identify_(std::move(identify)) {}
+
+Server::~Server() = default;
+
+Result<void, std::string> Server::listen() {
+  sockaddr_storage addr{};
+  int rc = uv_ip4_addr(settings_.listen_host.c_str(), settings_.listen_port,
+                       reinterpret_cast<sockaddr_in*>(&addr));
+  if (rc != 0) {
+    rc = uv_ip6_addr(settings_.listen_host.c_str(), settings_.listen_port,
+                     reinterpret_cast<sockaddr_in6*>(&addr));
+  }
+  if (rc != 0) return unexpected(fmt::format("invalid listen address '{}'", settings_.listen_host));
+  if (int err = listener_.init(this, [this](uv_tcp_t* h) { return uv_tcp_init(loop_, h); }); err != 0) {
+    return unexpected(fmt::format("uv_tcp_init: {}", uv_strerror(err)));
+  }
+  if (int err = uv_tcp_bind(listener_.get(), reinterpret_cast<const sockaddr*>(&addr), 0); err != 0) {
+    return unexpected(
+        fmt::format("cannot bind {}:{}: {}", settings_.listen_host, settings_.listen_port, uv_strerror(err)));
+  }
+  if (int err = uv_listen(listener_.stream(), 1024, &Server::uv_on_connection); err != 0) {
+    return unexpected(fmt::format("cannot listen on {}:{}: {}", settings_.listen_host, settings_.listen_port,
+                                  uv_strerror(err)));
+  }
+  if (int err = reaper_.init(this, [this](uv_check_t* h) { return uv_check_init(loop_, h); }); err != 0) {
+    return unexpected(fmt::format("uv_check_init: {}", uv_strerror(err)));
+  }
+  return {};
+}
+
+std::string Server::bound_address() const {
+  if (!listener_) return {};
+  sockaddr_storage addr{};
+  int len = sizeof addr;
+  if (uv_tcp_getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {};
+  char host[INET6_ADDRSTRLEN] = {};
+  if (addr.ss_family == AF_INET6) {
+    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&addr);
+    inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof host);
+    return fmt::format("[{}]:{}", host, ntohs(a6->sin6_port));
+  }
+  const auto* a4 = reinterpret_cast<const sockaddr_in*>(&addr);
+  inet_ntop(AF_INET, &a4->sin_addr, host, sizeof host);
+  return fmt::format("{}:{}", host, ntohs(a4->sin_port));
+}
+
+void Server::uv_on_connection(uv_stream_t* listener, int status) noexcept {
+  auto* self = static_cast<Server*>(listener->data);
+  if (self == nullptr) return;
+  self->on_connection(status);
+}
+
+void Server::on_connection(int status) {
+  if (status < 0) {
+    log::warn("accept: {}", uv_strerror(status));
+    return;
+  }
+  const SessionId id = next_id_++;
+  auto session = std::make_unique<Session>(*this, id);
+  auto tuple = session->accept(listener_.stream());
+  if (!tuple) {
+    log::warn("[S{}] accept failed: {}", id, tuple.error());
+    session->stop();
+    retired_.push_back(std::move(session));
+    uv_check_start(reaper_.get(), &Server::uv_on_reap);
+    return;
+  }
+  Session& live = *session;
+  sessions_.emplace(id, std::move(session));
+  // Identification starts at once, in parallel with reading the request head.
+  if (int rc = queue_identify(loop_, *this, id, *tuple, identify_); rc != 0) {
+    log::error("[S{}] cannot queue caller identification: {}", id, uv_strerror(rc));
+    live.on_identified(unexpected(procid::LookupError{procid::LookupError::Stage::SocketLookup, 0, 0,
+                                                      "identification could not be queued"}));
+  }
+  live.start();
+}
+
+Session* Server::find(SessionId id) {
+  const auto it = sessions_.find(id);
+  return it == sessions_.end() ? nullptr : it->second.get();
+}
+
+void Server::on_identified(SessionId id, Result<procid::PeerIdentity, procid::LookupError> result) {
+  if (Session* session = find(id); session != nullptr) session->on_identified(std::move(result));
+}
+
+void Server::retire(SessionId id) {
+  const auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  retired_.push_back(std::move(it->second));
+  sessions_.erase(it);
+  if (reaper_) uv_check_start(reaper_.get(), &Server::uv_on_reap);
+}
+
+void Server::uv_on_reap(uv_check_t* check) noexcept {
+  auto* self = static_cast<Server*>(check->data);
+  if (self == nullptr) return;
+  self->retired_.clear();  // their handles close now; libuv frees each in its close callback
+  uv_check_stop(check);
+  if (self->stopping_ && self->sessions_.empty()) self->reaper_.close();
+}
+
+void Server::reload_policy() {
+  const auto result = policies_.reload();
+  switch (result.kind) {
+    case policy::ReloadResult::Kind::Applied: {
+      const auto& snapshot = policies_.current();
+      log::info("policy reloaded: hash={} rules={} (from {})", result.hash, snapshot->rules.size(),
+                policies_.path());
+      for (const auto& warning : snapshot->warnings) {
+        log::warn("policy: {}:{}:{}: {}", warning.where.file, warning.where.line, warning.where.col,
+                  warning.message);
+      }
+      std::vector<SessionId> ids;
+      ids.reserve(sessions_.size());
+      for (const auto& [id, session] : sessions_) ids.push_back(id);
+      for (SessionId id : ids) {  // a re-check may retire the session, so look each one up again
+        if (Session* session = find(id); session != nullptr) session->recheck(snapshot);
+      }
+      break;
+    }
+    case policy::ReloadResult::Kind::Unchanged:
+      log::debug("policy unchanged: hash={}", result.hash);
+      break;
+    case policy::ReloadResult::Kind::Rejected:
+      log::error("policy rejected, keeping hash={}: {}", result.hash,
+                 result.errors.empty() ? std::string("unknown error") : result.errors.front().to_string());
+      for (size_t i = 1; i < result.errors.size(); ++i)
+        log::error("policy: {}", result.errors[i].to_string());
+      break;
+  }
+}
+
+void Server::stop() {
+  if (stopping_) return;
+  stopping_ = true;
+  listener_.close();
+  std::vector<SessionId> ids;
+  for (const auto& [id, session] : sessions_) ids.push_back(id);
+  for (SessionId id : ids) {
+    if (Session* session = find(id); session != nullptr) session->stop();
+  }
+  // Sessions retire themselves in stop(); the reaper frees them, then closes itself.
+  if (retired_.empty()) reaper_.close();
+}
+
+}  // namespace egressd::proxy

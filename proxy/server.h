@@ -1,0 +1,73 @@
+// Server: the listener, the registry of live sessions, deferred deletion of finished ones, and policy
+// reloads fanned out to every session. Lives on the loop thread and outlives the loop's last callback.
+#pragma once
+
+#include <uv.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.h"
+#include "policy/store.h"
+#include "procid/identify.h"
+#include "proxy/decision_log.h"
+#include "proxy/offloop.h"
+#include "proxy/settings.h"
+#include "proxy/uv_handle.h"
+
+namespace egressd::proxy {
+
+class Session;
+
+class Server {
+ public:
+  Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& policies, DecisionLog& deny_log,
+         DecisionLog& access_log, Identifier identify);
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+  ~Server();
+
+  Result<void, std::string> listen();
+  std::string bound_address() const;  // "127.0.0.1:PORT" once listening ("[::1]:PORT" for v6)
+
+  // Re-reads the policy file; on success re-checks every live session against the new snapshot.
+  void reload_policy();
+  // Closes the listener and every session; the loop then runs down.
+  void stop();
+
+  // For sessions and thread-pool jobs.
+  uv_loop_t* loop() const { return loop_; }
+  const Settings& settings() const { return settings_; }
+  const std::shared_ptr<const policy::Policy>& policy() const { return policies_.current(); }
+  DecisionLog& deny_log() { return deny_log_; }
+  DecisionLog& access_log() { return access_log_; }
+  Session* find(SessionId id);
+  void on_identified(SessionId id, Result<procid::PeerIdentity, procid::LookupError> result);
+  // The session is finished: it is destroyed after the current callback returns.
+  void retire(SessionId id);
+  size_t live_sessions() const { return sessions_.size(); }
+  bool stopping() const { return stopping_; }
+
+ private:
+  static void uv_on_connection(uv_stream_t* listener, int status) noexcept;
+  static void uv_on_reap(uv_check_t* check) noexcept;
+  void on_connection(int status);
+
+  uv_loop_t* loop_;  // owned by main
+  const Settings& settings_;
+  policy::PolicyStore& policies_;
+  DecisionLog& deny_log_;
+  DecisionLog& access_log_;
+  Identifier identify_;
+  UvHandle<uv_tcp_t> listener_;
+  UvHandle<uv_check_t> reaper_;
+  std::unordered_map<SessionId, std::unique_ptr<Session>> sessions_;
+  std::vector<std::unique_ptr<Session>> retired_;
+  SessionId next_id_ = 1;
+  bool stopping_ = false;
+};
+
+}  // namespace egressd::proxy

@@ -1,0 +1,28 @@
+// Process settings from the command line: where to listen, which policy, logs, timeouts. Never part of
+// the policy. Validated in main.cpp before anything starts.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+
+namespace egressd::proxy {
+
+struct Settings {
+  std::string listen_host = "127.0.0.1";
+  uint16_t listen_port = 3128;
+  std::optional<std::string> policy_path;  // none: the embedded example policy, without reloads
+  std::string deny_log_path;               // empty: deny decisions go to the console only
+  std::string access_log_path;
+  std::string ready_file;                      // written (atomically) with "host:port" once listening
+  std::map<std::string, std::string> resolve;  // --resolve HOST=ADDR: dial ADDR for HOST, no DNS
+  bool watch_policy = true;                    // inotify on the policy file; SIGHUP always reloads
+  std::string log_level = "info";
+  uint64_t head_timeout_ms = 30'000;     // a request head must arrive within this
+  uint64_t identify_timeout_ms = 5'000;  // caller identification; past it, deny
+  uint64_t connect_timeout_ms = 10'000;  // DNS + TCP connect to the upstream
+  uint64_t idle_timeout_ms = 300'000;    // no bytes either way on an established exchange or tunnel
+};
+
+}  // namespace egressd::proxy

@@ -1,0 +1,156 @@
+#include "policy/matcher.h"
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+namespace egressd::policy {
+namespace {
+
+char ascii_lower(char c) {
+  return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c;
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(),
+                                            [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
+}
+
+// Glob over `text`: `**` matches any run, `*` any run without `separator`, anything else itself (compared
+// with `same`). Dynamic programming over (glob position, text position): linear in each, no backtracking
+// blow-up on patterns such as "/**/**/**/x".
+template <typename Same>
+bool glob_matches(std::string_view glob, std::string_view text, char separator, Same same) {
+  // matched[j]: the glob consumed so far matches text[0, j).
+  std::vector<char> matched(text.size() + 1, 0);
+  matched[0] = 1;
+  for (std::size_t i = 0; i < glob.size();) {
+    std::vector<char> next(text.size() + 1, 0);
+    if (glob[i] == '*') {
+      const bool crosses = i + 1 < glob.size() && glob[i + 1] == '*';
+      i += crosses ? 2 : 1;
+      for (std::size_t j = 0; j <= text.size(); ++j) {
+        next[j] = matched[j] || (j > 0 && next[j - 1] && (crosses || text[j - 1] != separator));
+      }
+    } else {
+      for (std::size_t j = 1; j <= text.size(); ++j) next[j] = matched[j - 1] && same(glob[i], text[j - 1]);
+      ++i;
+    }
+    matched = std::move(next);
+  }
+  return matched[text.size()] != 0;
+}
+
+bool label_matches(std::string_view pattern, std::string_view label) {
+  if (label.empty()) return false;
+  if (pattern.find('*') == std::string_view::npos) return equals_ignoring_case(pattern, label);
+  return glob_matches(pattern, label, '.', [](char a, char b) { return ascii_lower(a) == ascii_lower(b); });
+}
+
+std::vector<std::string_view> split_labels(std::string_view host) {
+  std::vector<std::string_view> labels;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = host.find('.', start);
+    labels.push_back(
+        host.substr(start, dot == std::string_view::npos ? std::string_view::npos : dot - start));
+    if (dot == std::string_view::npos) return labels;
+    start = dot + 1;
+  }
+}
+
+bool exact_binary_matches(const BinaryPattern& pattern, std::string_view exe) {
+  if (exe.empty()) return false;
+  if (pattern.is_glob) return path_glob_matches(pattern.path, exe);
+  return exe == pattern.path ||
+         std::find(pattern.resolved.begin(), pattern.resolved.end(), exe) != pattern.resolved.end();
+}
+
+const Endpoint* matching_endpoint(const Rule& rule, std::string_view host, uint16_t port) {
+  for (const Endpoint& endpoint : rule.endpoints) {
+    if (host_matches(endpoint.host, host) &&
+        std::find(endpoint.ports.begin(), endpoint.ports.end(), port) != endpoint.ports.end()) {
+      return &endpoint;
+    }
+  }
+  return nullptr;
+}
+
+std::string host_port(std::string_view host, uint16_t port) {
+  const bool ipv6 = host.find(':') != std::string_view::npos;
+  return (ipv6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" + std::to_string(port);
+}
+
+std::string binary_denied_reason(const Caller& caller, const std::vector<std::string>& rule_names) {
+  if (caller.exe.empty()) return "caller's executable is unknown";
+  std::string names;
+  for (const std::string& name : rule_names) names += (names.empty() ? "'" : ", '") + name + "'";
+  return "binary '" + caller.exe + "' not allowed in " + (rule_names.size() == 1 ? "policy " : "policies ") +
+         names;
+}
+
+}  // namespace
+
+bool host_matches(const HostPattern& pattern, std::string_view host) {
+  if (host.empty()) return false;
+  if (!pattern.is_wildcard) return equals_ignoring_case(pattern.text, host);
+  const std::vector<std::string_view> labels = split_labels(host);
+  const std::vector<std::string>& wanted = pattern.labels;
+  if (wanted.empty()) return false;
+  // `**` as the first label stands for one or more labels; every other label stands for exactly one.
+  const bool leading_any = wanted.front() == "**";
+  const std::size_t fixed = leading_any ? wanted.size() - 1 : wanted.size();
+  if (leading_any ? labels.size() <= fixed : labels.size() != fixed) return false;
+  const std::size_t offset = labels.size() - fixed;
+  for (std::size_t i = 0; i < offset; ++i) {
+    if (labels[i].empty()) return false;
+  }
+  for (std::size_t i = 0; i < fixed; ++i) {
+    if (!label_matches(wanted[leading_any ? i + 1 : i], labels[offset + i])) return false;
+  }
+  return true;
+}
+
+bool path_glob_matches(std::string_view glob, std::string_view path) {
+  return glob_matches(glob, path, '/', [](char a, char b) { return a == b; });
+}
+
+bool binary_matches(const BinaryPattern& pattern, const Caller& caller) {
+  if (caller.exe.empty()) return false;  // fail closed: an unknown caller matches nothing, not even "/**"
+  if (exact_binary_matches(pattern, caller.exe)) return true;
+  if (!pattern.children) return false;
+  return std::any_of(
+      caller.ancestors.begin(), caller.ancestors.end(),
+      [&pattern](const std::string& ancestor) { return exact_binary_matches(pattern, ancestor); });
+}
+
+Decision decide(const Policy& policy, const EgressRequest& request) {
+  Decision decision;
+  if (policy.rules.empty()) {
+    decision.reason = "network connections not allowed by policy (it has no network_policies)";
+    return decision;
+  }
+  for (const Rule& rule : policy.rules) {
+    const Endpoint* endpoint = matching_endpoint(rule, request.host, request.port);
+    if (endpoint == nullptr) continue;
+    decision.rules_considered.push_back(rule.name);
+    if (decision.rule != nullptr) continue;  // the first allowing rule in file order wins
+    const auto binary_allowed = [&request](const BinaryPattern& binary) {
+      return binary_matches(binary, request.caller);
+    };
+    if (std::any_of(rule.binaries.begin(), rule.binaries.end(), binary_allowed)) {
+      decision.verdict = Verdict::Allow;
+      decision.rule = &rule;
+      decision.endpoint = endpoint;
+      decision.reason = "allowed by policy '" + rule.name + "'";
+    }
+  }
+  if (decision.verdict == Verdict::Allow) return decision;
+  decision.reason =
+      decision.rules_considered.empty()
+          ? "endpoint " + host_port(request.host, request.port) + " is not allowed by any policy"
+          : binary_denied_reason(request.caller, decision.rules_considered);
+  return decision;
+}
+
+}  // namespace egressd::policy

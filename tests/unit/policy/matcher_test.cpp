@@ -1,0 +1,417 @@
+#include "policy/matcher.h"
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <vector>
+
+#include "tests/unit/policy/policy_fixtures.h"
+
+namespace egressd::policy {
+namespace {
+
+using fixtures::host_pattern;
+using fixtures::policy_from_yaml;
+
+TEST_CASE("an exact host matches itself in any case and nothing else") {
+  struct Row {
+    const char* pattern;
+    const char* host;
+    bool want;
+  };
+  const Row rows[] = {
+      {"api.github.com", "api.github.com", true},
+      {"api.github.com", "API.GitHub.com", true},
+      {"API.GITHUB.COM", "api.github.com", true},
+      {"api.github.com", "github.com", false},
+      {"api.github.com", "xapi.github.com", false},
+      {"api.github.com", "api.github.com.evil.com", false},
+      {"10.0.0.1", "10.0.0.1", true},
+      {"10.0.0.1", "10.0.0.10", false},
+      {"[::1]", "::1", true},
+      {"2001:DB8::1", "2001:db8::1", true},
+      {"2001:db8::1", "2001:db8::2", false},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.pattern);
+    CAPTURE(row.host);
+    CHECK(host_matches(host_pattern(row.pattern), row.host) == row.want);
+  }
+}
+
+TEST_CASE("'*.' matches exactly one label: never the bare domain, never a deeper subdomain") {
+  struct Row {
+    const char* host;
+    bool want;
+  };
+  const Row rows[] = {
+      {"api.example.com", true},  {"API.Example.COM", true},
+      {"example.com", false},     {"a.b.example.com", false},
+      {".example.com", false},    {"apiexample.com", false},
+      {"api.example.org", false}, {"api.example.com.evil.com", false},
+  };
+  const HostPattern pattern = host_pattern("*.example.com");
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    CHECK(host_matches(pattern, row.host) == row.want);
+  }
+}
+
+TEST_CASE("'**.' matches one or more labels but never the bare domain") {
+  struct Row {
+    const char* host;
+    bool want;
+  };
+  const Row rows[] = {
+      {"api.github.com", true}, {"a.b.c.d.github.com", true},   {"API.GITHUB.COM", true},
+      {"github.com", false},    {"evil-github.com", false},     {".github.com", false},
+      {"a..github.com", false}, {"github.com.evil.com", false},
+  };
+  const HostPattern pattern = host_pattern("**.github.com");
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    CHECK(host_matches(pattern, row.host) == row.want);
+  }
+}
+
+TEST_CASE("a partial wildcard globs within the first label only") {
+  struct Row {
+    const char* host;
+    bool want;
+  };
+  const Row rows[] = {
+      {"us-central1-aiplatform.googleapis.com", true},
+      {"US-CENTRAL1-AIPLATFORM.googleapis.com", true},
+      {"-aiplatform.googleapis.com", true},  // '*' may match nothing; the label is still non-empty
+      {"aiplatform.googleapis.com", false},
+      {"x.us-aiplatform.googleapis.com", false},
+      {"googleapis.com", false},
+      {"us-aiplatform-x.googleapis.com", false},
+  };
+  const HostPattern pattern = host_pattern("*-aiplatform.googleapis.com");
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    CHECK(host_matches(pattern, row.host) == row.want);
+  }
+}
+
+TEST_CASE("a whole '*' label in a middle position matches exactly one label there") {
+  struct Row {
+    const char* host;
+    bool want;
+  };
+  const Row rows[] = {
+      {"bucket.s3.us-east-1.amazonaws.com", true}, {"BUCKET.S3.EU-WEST-1.AMAZONAWS.COM", true},
+      {"bucket.s3.amazonaws.com", false},          {"a.b.s3.us-east-1.amazonaws.com", false},
+      {"bucket.s3..amazonaws.com", false},         {"bucket.s4.us-east-1.amazonaws.com", false},
+  };
+  const HostPattern pattern = host_pattern("*.s3.*.amazonaws.com");
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    CHECK(host_matches(pattern, row.host) == row.want);
+  }
+}
+
+TEST_CASE("path globs: '*' stays within one segment, '**' crosses segments") {
+  struct Row {
+    const char* glob;
+    const char* path;
+    bool want;
+  };
+  const Row rows[] = {
+      {"/**", "/usr/bin/curl", true},
+      {"/**", "/x", true},
+      {"/usr/bin/git", "/usr/bin/git", true},
+      {"/usr/bin/git", "/usr/bin/gitk", false},
+      {"/usr/bin/*", "/usr/bin/curl", true},
+      {"/usr/bin/*", "/usr/bin/sub/curl", false},
+      {"/usr/bin/python3*", "/usr/bin/python3.11", true},
+      {"/usr/bin/python3*", "/usr/bin/python3/x", false},
+      {"/home/*/.local/bin/copilot", "/home/alice/.local/bin/copilot", true},
+      {"/home/*/.local/bin/copilot", "/home/a/b/.local/bin/copilot", false},
+      {"/sandbox/.vscode-server/**", "/sandbox/.vscode-server/bin/1a2b/node", true},
+      {"/sandbox/.vscode-server/**", "/sandbox/.vscode-server", false},
+      {"/usr/lib/node_modules/@github/copilot/node_modules/@github/**/copilot",
+       "/usr/lib/node_modules/@github/copilot/node_modules/@github/copilot-linux-x64/copilot", true},
+      {"/usr/**/bin/git", "/usr/local/bin/git", true},
+      {"/usr/**/bin/git", "/usr/bin/git", false},  // "**" is a run between the two literal slashes
+      {"/opt/**/**/tool", "/opt/a/b/c/tool", true},
+      {"/opt/*/tool", "/opt/tool", false},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.glob);
+    CAPTURE(row.path);
+    CHECK(path_glob_matches(row.glob, row.path) == row.want);
+  }
+}
+
+TEST_CASE("a rule allows only when both its binary and its endpoint match") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  github: { endpoints: [{ host: "**.github.com", port: 443 }], binaries: [{ path: /usr/bin/git }] }
+)");
+  struct Row {
+    const char* exe;
+    const char* host;
+    uint16_t port;
+    Verdict want;
+  };
+  const Row rows[] = {{"/usr/bin/git", "api.github.com", 443, Verdict::Allow},
+                      {"/usr/bin/git", "github.com", 443, Verdict::Deny},  // never the bare domain
+                      {"/usr/bin/git", "api.github.com", 80, Verdict::Deny},
+                      {"/usr/bin/curl", "api.github.com", 443, Verdict::Deny}};
+  for (const Row& row : rows) {
+    CAPTURE(row.exe);
+    CAPTURE(row.host);
+    CAPTURE(row.port);
+    const Caller caller{row.exe, {}};
+    CHECK(decide(*policy, {caller, row.host, row.port}).verdict == row.want);
+  }
+}
+
+TEST_CASE("a binary from one rule and an endpoint from another do not combine into an allow") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  git: { endpoints: [{ host: github.com, port: 443 }], binaries: [{ path: /usr/bin/git }] }
+  curl: { endpoints: [{ host: example.com, port: 443 }], binaries: [{ path: /usr/bin/curl }] }
+)");
+  const Caller curl{"/usr/bin/curl", {}};
+  const Decision decision = decide(*policy, {curl, "github.com", 443});
+  CHECK(decision.verdict == Verdict::Deny);
+  CHECK(decision.reason == "binary '/usr/bin/curl' not allowed in policy 'git'");
+  CHECK(decide(*policy, {curl, "example.com", 443}).verdict == Verdict::Allow);
+}
+
+TEST_CASE("an endpoint allows each port listed in 'ports', and only the one in 'port'") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  web:
+    endpoints:
+      - { host: multi.example.com, ports: [80, 443, 8443] }
+      - { host: single.example.com, port: 443 }
+    binaries: [{ path: /usr/bin/curl }]
+)");
+  struct Row {
+    const char* host;
+    uint16_t port;
+    Verdict want;
+  };
+  const Row rows[] = {
+      {"multi.example.com", 80, Verdict::Allow},   {"multi.example.com", 443, Verdict::Allow},
+      {"multi.example.com", 8443, Verdict::Allow}, {"multi.example.com", 8080, Verdict::Deny},
+      {"single.example.com", 443, Verdict::Allow}, {"single.example.com", 80, Verdict::Deny},
+  };
+  const Caller curl{"/usr/bin/curl", {}};
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    CAPTURE(row.port);
+    CHECK(decide(*policy, {curl, row.host, row.port}).verdict == row.want);
+  }
+}
+
+TEST_CASE("an allow names the first allowing rule in file order, with its endpoint") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  first:
+    name: first-rule
+    endpoints: [{ host: a.example.com, port: 80 }, { host: api.example.com, port: 443 }]
+    binaries: [{ path: /usr/bin/curl }]
+  second: { endpoints: [{ host: "*.example.com", port: 443 }], binaries: [{ path: "/**" }] }
+)");
+  const Caller curl{"/usr/bin/curl", {}};
+  const Decision decision = decide(*policy, {curl, "api.example.com", 443});
+  CHECK(decision.verdict == Verdict::Allow);
+  CHECK(decision.reason == "allowed by policy 'first-rule'");
+  REQUIRE(decision.rule != nullptr);
+  CHECK(decision.rule == &policy->rules[0]);
+  CHECK(decision.endpoint == &policy->rules[0].endpoints[1]);
+  CHECK(decision.rules_considered == std::vector<std::string>{"first-rule", "second"});
+}
+
+TEST_CASE("a policy without rules denies everything, saying it has no network_policies") {
+  const auto policy = policy_from_yaml("version: 1\n");
+  const Caller curl{"/usr/bin/curl", {}};
+  const Decision decision = decide(*policy, {curl, "example.com", 443});
+  CHECK(decision.verdict == Verdict::Deny);
+  CHECK(decision.reason == "network connections not allowed by policy (it has no network_policies)");
+  CHECK(decision.rule == nullptr);
+  CHECK(decision.rules_considered.empty());
+}
+
+TEST_CASE("an endpoint no rule lists is denied naming host:port, IPv6 in brackets") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  any: { endpoints: [{ host: example.com, port: 443 }], binaries: [{ path: "/**" }] }
+)");
+  struct Row {
+    const char* host;
+    uint16_t port;
+    const char* reason;
+  };
+  const Row rows[] = {
+      {"example.org", 443, "endpoint example.org:443 is not allowed by any policy"},
+      {"example.com", 80, "endpoint example.com:80 is not allowed by any policy"},
+      {"10.0.0.1", 8080, "endpoint 10.0.0.1:8080 is not allowed by any policy"},
+      {"::1", 443, "endpoint [::1]:443 is not allowed by any policy"},
+      {"2001:db8::1", 8443, "endpoint [2001:db8::1]:8443 is not allowed by any policy"},
+  };
+  const Caller curl{"/usr/bin/curl", {}};
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    const Decision decision = decide(*policy, {curl, row.host, row.port});
+    CHECK(decision.verdict == Verdict::Deny);
+    CHECK(decision.reason == row.reason);
+    CHECK(decision.rules_considered.empty());
+  }
+}
+
+TEST_CASE("a binary mismatch names every rule whose endpoint matched, in file order") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  github: { endpoints: [{ host: github.com, port: 443 }], binaries: [{ path: /usr/bin/git }] }
+  other: { endpoints: [{ host: example.com, port: 443 }], binaries: [{ path: /usr/bin/wget }] }
+  copilot:
+    name: copilot-cli
+    endpoints: [{ host: "**.example.com", port: 8443 }, { host: github.com, port: 443 }]
+    binaries: [{ path: /usr/local/bin/copilot }]
+)");
+  const Caller wget{"/usr/bin/wget", {}};
+  const Decision decision = decide(*policy, {wget, "github.com", 443});
+  CHECK(decision.verdict == Verdict::Deny);
+  CHECK(decision.reason == "binary '/usr/bin/wget' not allowed in policies 'github', 'copilot-cli'");
+  CHECK(decision.rules_considered == std::vector<std::string>{"github", "copilot-cli"});
+}
+
+TEST_CASE("a binary mismatch in a single rule uses the singular 'policy'") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  github: { endpoints: [{ host: github.com, port: 443 }], binaries: [{ path: /usr/bin/git }] }
+)");
+  const Caller wget{"/usr/bin/wget", {}};
+  const Decision decision = decide(*policy, {wget, "github.com", 443});
+  CHECK(decision.reason == "binary '/usr/bin/wget' not allowed in policy 'github'");
+  CHECK(decision.rules_considered == std::vector<std::string>{"github"});
+}
+
+TEST_CASE("rules_considered lists the matching rules on an allow too, and excludes other ports") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  a: { endpoints: [{ host: api.example.com, port: 443 }], binaries: [{ path: /usr/bin/curl }] }
+  b: { endpoints: [{ host: api.example.com, port: 80 }], binaries: [{ path: /usr/bin/curl }] }
+  c: { endpoints: [{ host: "*.example.com", port: 443 }], binaries: [{ path: /usr/bin/git }] }
+)");
+  const Caller curl{"/usr/bin/curl", {}};
+  const Decision decision = decide(*policy, {curl, "api.example.com", 443});
+  CHECK(decision.verdict == Verdict::Allow);
+  CHECK(decision.rules_considered == std::vector<std::string>{"a", "c"});
+}
+
+TEST_CASE("an unknown caller executable is denied, even by a rule for any binary") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  any: { endpoints: [{ host: example.com, port: 443 }], binaries: [{ path: "/**", children: true }] }
+)");
+  const Caller unknown{"", {"/usr/bin/bash"}};
+  const Decision decision = decide(*policy, {unknown, "example.com", 443});
+  CHECK(decision.verdict == Verdict::Deny);
+  CHECK(decision.reason == "caller's executable is unknown");
+  CHECK(decision.rules_considered == std::vector<std::string>{"any"});
+}
+
+TEST_CASE("'/**' allows any known binary") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  any: { endpoints: [{ host: example.com, port: 443 }], binaries: [{ path: "/**" }] }
+)");
+  for (const char* exe : {"/usr/bin/curl", "/tmp/a.out", "/opt/x/y/z"}) {
+    CAPTURE(exe);
+    const Caller caller{exe, {}};
+    CHECK(decide(*policy, {caller, "example.com", 443}).verdict == Verdict::Allow);
+  }
+}
+
+TEST_CASE("children: true also matches the caller's ancestors and children: false does not") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  git_tree:
+    endpoints: [{ host: github.com, port: 443 }]
+    binaries: [{ path: /usr/bin/git, children: true }]
+  node_only:
+    endpoints: [{ host: registry.npmjs.org, port: 443 }]
+    binaries: [{ path: /usr/bin/node, children: false }]
+)");
+  struct Row {
+    const char* exe;
+    std::vector<std::string> ancestors;
+    const char* host;
+    Verdict want;
+  };
+  const Row rows[] = {
+      {"/usr/lib/git-core/git-remote-https", {"/usr/bin/git", "/usr/bin/bash"}, "github.com", Verdict::Allow},
+      {"/usr/lib/git-core/git-remote-https", {"/usr/bin/bash", "/usr/bin/git"}, "github.com", Verdict::Allow},
+      {"/usr/lib/git-core/git-remote-https", {"/usr/bin/bash"}, "github.com", Verdict::Deny},
+      {"/usr/bin/git", {}, "github.com", Verdict::Allow},
+      {"/usr/bin/npm-helper", {"/usr/bin/node"}, "registry.npmjs.org", Verdict::Deny},
+      {"/usr/bin/node", {"/usr/bin/bash"}, "registry.npmjs.org", Verdict::Allow},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.exe);
+    CAPTURE(row.host);
+    const Caller caller{row.exe, row.ancestors};
+    CHECK(decide(*policy, {caller, row.host, 443}).verdict == row.want);
+  }
+}
+
+TEST_CASE("binary_matches accepts the written path or any resolved target, and globs") {
+  BinaryPattern link;
+  link.path = "/usr/bin/python3";
+  link.resolved = {"/usr/bin/python3.11"};
+  BinaryPattern glob;
+  glob.path = "/home/*/.local/bin/*";
+  glob.is_glob = true;
+  struct Row {
+    const BinaryPattern* pattern;
+    const char* exe;
+    bool want;
+  };
+  const Row rows[] = {
+      {&link, "/usr/bin/python3", true},          {&link, "/usr/bin/python3.11", true},
+      {&link, "/usr/bin/python3.12", false},      {&link, "", false},
+      {&glob, "/home/ann/.local/bin/tool", true}, {&glob, "/home/ann/x/.local/bin/tool", false},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.pattern->path);
+    CAPTURE(row.exe);
+    CHECK(binary_matches(*row.pattern, Caller{row.exe, {}}) == row.want);
+  }
+}
+
+TEST_CASE("a symlinked binary path in the policy matches both the link and its target") {
+  fixtures::ScratchDir dir;
+  const std::string target = dir.write("python3.11", "#!/bin/true\n");
+  const std::string link = dir.symlink("python3", target);
+  const auto policy = policy_from_yaml(fixtures::yaml_for_binaries("pypi.org", 443, {link}));
+  REQUIRE(policy->rules.size() == 1);
+  CHECK(policy->rules[0].binaries[0].resolved == std::vector<std::string>{target});
+  for (const std::string& exe : {link, target}) {
+    CAPTURE(exe);
+    const Caller caller{exe, {}};
+    CHECK(decide(*policy, {caller, "pypi.org", 443}).verdict == Verdict::Allow);
+  }
+  const Caller other{dir.file("python3.12"), {}};
+  CHECK(decide(*policy, {other, "pypi.org", 443}).verdict == Verdict::Deny);
+}
+
+}  // namespace
+}  // namespace egressd::policy

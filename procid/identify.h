@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 #include "common/result.h"
 #include "procid/peer.h"
@@ -30,5 +31,11 @@ struct LookupError {
 };
 
 Result<PeerIdentity, LookupError> identify_peer(const TcpTuple& tuple);
+
+// The composition rule on its own (pure; exposed for tests): Ambiguous unless every holder runs the same
+// executable (path and deleted-ness); pid = the holder that started first (tie: lowest pid); ancestors =
+// non-empty ancestor exes present in every holder's chain, in the lowest pid's order; holders by pid.
+Result<PeerIdentity, LookupError> identity_from_holders(uint64_t socket_inode, uid_t socket_uid,
+                                                        std::vector<PeerProcess> holders);
 
 }  // namespace egressd::procid

@@ -27,28 +27,29 @@ struct TcpTuple {
   IpAddress client_ip;
   uint16_t client_port = 0;  // host byte order
   IpAddress proxy_ip;
-  uint16_t proxy_port = 0;   // host byte order
+  uint16_t proxy_port = 0;  // host byte order
 };
 
 struct Ancestor {
   pid_t pid = 0;
-  std::string exe;  // empty when it could not be read (that ancestor then matches no rule)
+  std::string exe;           // empty when it could not be read (that ancestor then matches no rule)
+  bool exe_deleted = false;  // as PeerProcess::exe_deleted
 };
 
 struct PeerProcess {
   pid_t pid = 0;
   uid_t uid = 0;
-  std::string exe;             // /proc/PID/exe, " (deleted)" stripped only if that path no longer exists
-  bool exe_deleted = false;    // the running image was deleted or replaced on disk
-  uint64_t start_time = 0;     // field 22 of /proc/PID/stat (clock ticks since boot)
+  std::string exe;                  // /proc/PID/exe, " (deleted)" stripped only if that path no longer exists
+  bool exe_deleted = false;         // the running image was deleted or replaced on disk
+  uint64_t start_time = 0;          // field 22 of /proc/PID/stat (clock ticks since boot)
   std::vector<Ancestor> ancestors;  // parent first, up to and including pid 1 or 64 levels
 };
 
 // The caller: every process holding the socket agreed on one executable.
 struct PeerIdentity {
-  std::string exe;                    // shared by every holder
-  pid_t pid = 0;                      // the holder that started first (the likely connector)
-  uid_t uid = 0;                      // socket owner uid (from the kernel)
+  std::string exe;  // shared by every holder
+  pid_t pid = 0;    // the holder that started first (the likely connector)
+  uid_t uid = 0;    // socket owner uid (from the kernel)
   uint64_t socket_inode = 0;
   std::vector<std::string> ancestors;  // ancestor exes present in every holder's chain, nearest first
   std::vector<PeerProcess> holders;    // all of them, by pid

@@ -1,0 +1,355 @@
+#include "procid/holders.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <string>
+#include <utility>
+
+#include "common/log.h"
+#include "procid/proc_fs.h"
+
+namespace egressd::procid {
+namespace {
+
+constexpr size_t kMaxAncestors = 64;
+constexpr std::string_view kDeletedSuffix = " (deleted)";
+
+// The process (or the fd) went away while we looked: not an error, it simply no longer holds anything.
+bool vanished(int errno_value) {
+  return errno_value == ENOENT || errno_value == ESRCH;
+}
+bool denied(int errno_value) {
+  return errno_value == EACCES || errno_value == EPERM;
+}
+
+template <typename Number>
+std::optional<Number> parse_decimal(std::string_view text) {
+  Number value{};
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+LookupError lookup_error(LookupError::Stage stage, int errno_value, pid_t pid, std::string detail) {
+  LookupError error;
+  error.stage = stage;
+  error.errno_value = errno_value;
+  error.pid = pid;
+  error.detail = std::move(detail);
+  return error;
+}
+
+// An unreadable /proc entry could hide a holder, so it ends the lookup (procid.md §3 pitfalls 11, 12).
+LookupError unreadable(pid_t pid, std::string_view entry, int errno_value) {
+  const std::string path = "/proc/" + std::to_string(pid) + (entry.empty() ? "" : "/") + std::string(entry);
+  if (denied(errno_value)) {
+    return lookup_error(LookupError::Stage::Permission, errno_value, pid,
+                        "cannot inspect " + path +
+                            " (permission denied); egressd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH");
+  }
+  return lookup_error(LookupError::Stage::Process, errno_value, pid,
+                      "cannot read " + path + ": " + errno_text(errno_value));
+}
+
+// A pid whose fd table links to the socket, pinned by its /proc/PID directory: if the process exits and
+// the pid is reused, reads through this descriptor fail with ESRCH instead of describing the newcomer.
+struct Candidate {
+  pid_t pid = 0;
+  UniqueFd dir;
+  std::vector<std::string> fd_links;  // "fd/N" for each N linking to the socket
+};
+
+// Result<..., int>: errno on failure, EINVAL when the file was read but is malformed.
+Result<uint64_t, int> read_start_time(int pid_dir) {
+  auto stat = read_file_at(pid_dir, "stat");
+  if (!stat) return unexpected(stat.error());
+  const auto start_time = parse_stat_start_time(*stat);
+  if (!start_time) return unexpected(EINVAL);
+  return *start_time;
+}
+
+Result<ProcessStatus, int> read_status(int dir, const char* path) {
+  auto text = read_file_at(dir, path);
+  if (!text) return unexpected(text.error());
+  const auto status = parse_status(*text);
+  if (!status) return unexpected(EINVAL);
+  return *status;
+}
+
+struct ExePath {
+  std::string path;
+  bool deleted = false;
+};
+
+// /proc/PID/exe says "PATH (deleted)" once the image was unlinked or replaced; strip that only if no
+// file has that literal name, so a binary really called "x (deleted)" keeps its name (OpenShell #844).
+Result<ExePath, int> read_exe(int pid_dir) {
+  auto link = read_link_at(pid_dir, "exe");
+  if (!link) return unexpected(link.error());
+  ExePath exe{std::move(*link), false};
+  if (exe.path.ends_with(kDeletedSuffix)) {
+    struct stat st;
+    if (::lstat(exe.path.c_str(), &st) != 0 && errno == ENOENT) {
+      exe.path.resize(exe.path.size() - kDeletedSuffix.size());
+      exe.deleted = true;
+    }
+  }
+  return exe;
+}
+
+UniqueFd open_pid_dir(int proc_dir, pid_t pid) {
+  return UniqueFd(::openat(proc_dir, std::to_string(pid).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+}
+
+// Parent first, up to and including pid 1, at most kMaxAncestors. An unreadable ancestor is recorded with
+// an empty exe (it then matches no rule); one whose status cannot be read ends the chain.
+std::vector<Ancestor> read_ancestors(int proc_dir, pid_t parent) {
+  std::vector<Ancestor> chain;
+  pid_t pid = parent;
+  while (pid > 0 && chain.size() < kMaxAncestors) {
+    Ancestor ancestor;
+    ancestor.pid = pid;
+    pid_t next = 0;
+    if (const UniqueFd dir = open_pid_dir(proc_dir, pid)) {
+      if (auto exe = read_exe(dir.get())) {
+        ancestor.exe = std::move(exe->path);
+        ancestor.exe_deleted = exe->deleted;
+      }
+      if (const auto status = read_status(dir.get(), "status")) next = status->ppid;
+    }
+    chain.push_back(std::move(ancestor));
+    if (pid == 1) break;
+    pid = next;
+  }
+  return chain;
+}
+
+// One pass over /proc: what every per-process step needs, and egressd's own status, read on first need.
+struct Scan {
+  int proc_dir = -1;
+  std::string link;  // "socket:[INODE]"
+  std::optional<ProcessStatus> self;
+};
+
+// A process egressd may not inspect: skipped if it is beyond_reach(), else the scan fails closed.
+Result<std::optional<Candidate>, LookupError> refused(Scan& scan, pid_t pid, int pid_dir, int errno_value) {
+  if (!scan.self) {
+    const auto self = read_status(AT_FDCWD, "/proc/thread-self/status");
+    if (!self) {
+      return unexpected(lookup_error(LookupError::Stage::Process, self.error(), 0,
+                                     "cannot read /proc/thread-self/status: " + errno_text(self.error())));
+    }
+    scan.self = *self;
+  }
+  const auto status = read_status(pid_dir, "status");
+  if (!status && vanished(status.error())) return std::optional<Candidate>();
+  if (status && beyond_reach(*scan.self, *status)) {
+    log::debug(
+        "procid: leaving pid {} out of the holder scan: it holds capabilities outside egressd's bounding set",
+        pid);
+    return std::optional<Candidate>();
+  }
+  return unexpected(unreadable(pid, "fd", errno_value));
+}
+
+// Walks one process's fd table. nullopt: the process does not hold the socket (or has exited).
+Result<std::optional<Candidate>, LookupError> scan_process(Scan& scan, pid_t pid) {
+  UniqueFd dir = open_pid_dir(scan.proc_dir, pid);
+  if (!dir) {
+    if (vanished(errno)) return std::optional<Candidate>();
+    return unexpected(unreadable(pid, "", errno));
+  }
+  const int fd_dir = ::openat(dir.get(), "fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd_dir < 0) {
+    if (vanished(errno)) return std::optional<Candidate>();
+    if (denied(errno)) return refused(scan, pid, dir.get(), errno);
+    return unexpected(unreadable(pid, "fd", errno));
+  }
+  const DirPtr fds(::fdopendir(fd_dir));
+  if (!fds) {
+    const int error = errno;
+    ::close(fd_dir);
+    return unexpected(unreadable(pid, "fd", error));
+  }
+
+  Candidate candidate;
+  // Sized above the longest "socket:[N]", so a longer (truncated) target can never compare equal.
+  char target[64];
+  for (;;) {
+    errno = 0;
+    const dirent* entry = ::readdir(fds.get());
+    if (entry == nullptr) {
+      const int error = errno;
+      if (error == 0) break;
+      if (vanished(error)) return std::optional<Candidate>();
+      if (denied(error)) return refused(scan, pid, dir.get(), error);
+      return unexpected(unreadable(pid, "fd", error));
+    }
+    if (entry->d_name[0] == '.') continue;
+    const ssize_t n = ::readlinkat(::dirfd(fds.get()), entry->d_name, target, sizeof target);
+    if (n < 0) {
+      const int error = errno;
+      if (vanished(error)) continue;  // that fd was closed after readdir listed it
+      if (denied(error)) return refused(scan, pid, dir.get(), error);
+      return unexpected(unreadable(pid, std::string("fd/") + entry->d_name, error));
+    }
+    if (std::string_view(target, static_cast<size_t>(n)) == scan.link) {
+      candidate.fd_links.push_back(std::string("fd/") + entry->d_name);
+    }
+  }
+  if (candidate.fd_links.empty()) return std::optional<Candidate>();
+  candidate.pid = pid;
+  candidate.dir = std::move(dir);
+  return std::optional<Candidate>(std::move(candidate));
+}
+
+// Reads a holder through its pinned directory, then checks that it is still the same process and still
+// holds the socket. nullopt: it exited, was replaced, or let go of the socket meanwhile.
+Result<std::optional<PeerProcess>, LookupError> describe(int proc_dir, const Candidate& holder,
+                                                         std::string_view link) {
+  const int dir = holder.dir.get();
+  const auto fail = [&](std::string_view entry,
+                        int errno_value) -> Result<std::optional<PeerProcess>, LookupError> {
+    if (vanished(errno_value)) return std::optional<PeerProcess>();
+    return unexpected(unreadable(holder.pid, entry, errno_value));
+  };
+
+  PeerProcess process;
+  process.pid = holder.pid;
+  const auto start_time = read_start_time(dir);
+  if (!start_time) return fail("stat", start_time.error());
+  process.start_time = *start_time;
+  auto exe = read_exe(dir);
+  if (!exe) return fail("exe", exe.error());
+  process.exe = std::move(exe->path);
+  process.exe_deleted = exe->deleted;
+  const auto status = read_status(dir, "status");
+  if (!status) return fail("status", status.error());
+  process.uid = status->uid;
+  process.ancestors = read_ancestors(proc_dir, status->ppid);
+
+  // Pid reuse: the dirfd already turns a reused pid into ESRCH; the start time and the fd are re-read so
+  // the description provably belongs to a process that still holds the socket now.
+  const auto start_time_again = read_start_time(dir);
+  if (!start_time_again) return fail("stat", start_time_again.error());
+  if (*start_time_again != process.start_time) return std::optional<PeerProcess>();
+  for (const std::string& fd : holder.fd_links) {
+    const auto target = read_link_at(dir, fd.c_str());
+    if (target && *target == link) return std::optional<PeerProcess>(std::move(process));
+    if (!target && !vanished(target.error())) return fail(fd, target.error());
+  }
+  return std::optional<PeerProcess>();  // it closed every descriptor of the socket meanwhile
+}
+
+}  // namespace
+
+std::optional<uint64_t> parse_stat_start_time(std::string_view stat) {
+  const size_t comm_end = stat.rfind(')');
+  if (comm_end == std::string_view::npos) return std::nullopt;
+  // After "pid (comm)" come fields 3 (state), 4 (ppid), ...; starttime is field 22, the 20th of them.
+  constexpr int kStartTimeIndex = 22 - 3;
+  std::string_view rest = stat.substr(comm_end + 1);
+  for (int index = 0;; ++index) {
+    const size_t begin = rest.find_first_not_of(" \n");
+    if (begin == std::string_view::npos) return std::nullopt;
+    rest.remove_prefix(begin);
+    const size_t end = std::min(rest.find_first_of(" \n"), rest.size());
+    if (index == kStartTimeIndex) return parse_decimal<uint64_t>(rest.substr(0, end));
+    rest.remove_prefix(end);
+  }
+}
+
+std::optional<ProcessStatus> parse_status(std::string_view status) {
+  std::optional<uid_t> uid;
+  std::optional<pid_t> ppid;
+  // "Uid:\t<real>\t<effective>\t<saved>\t<fs>" and "PPid:\t<pid>"
+  const auto first_number = [](std::string_view value) {
+    const size_t begin = value.find_first_not_of(" \t");
+    if (begin == std::string_view::npos) return std::string_view();
+    value.remove_prefix(begin);
+    return value.substr(0, std::min(value.find_first_of(" \t"), value.size()));
+  };
+  const auto capability_mask = [&](std::string_view value) {
+    const std::string_view hex = first_number(value);
+    uint64_t mask = 0;
+    const auto [end, ec] = std::from_chars(hex.data(), hex.data() + hex.size(), mask, 16);
+    return ec == std::errc() && end == hex.data() + hex.size() ? mask : 0;
+  };
+  ProcessStatus parsed;
+  while (!status.empty()) {
+    const size_t end = std::min(status.find('\n'), status.size());
+    const std::string_view line = status.substr(0, end);
+    status.remove_prefix(std::min(end + 1, status.size()));
+    if (line.starts_with("Uid:")) uid = parse_decimal<uid_t>(first_number(line.substr(4)));
+    if (line.starts_with("PPid:")) ppid = parse_decimal<pid_t>(first_number(line.substr(5)));
+    if (line.starts_with("CapPrm:")) parsed.cap_permitted = capability_mask(line.substr(7));
+    if (line.starts_with("CapEff:")) parsed.cap_effective = capability_mask(line.substr(7));
+    if (line.starts_with("CapBnd:")) parsed.cap_bounding = capability_mask(line.substr(7));
+  }
+  if (!uid || !ppid) return std::nullopt;
+  parsed.uid = *uid;
+  parsed.ppid = *ppid;
+  return parsed;
+}
+
+bool beyond_reach(const ProcessStatus& self, const ProcessStatus& process) {
+  constexpr uint64_t kInspectCapabilities =
+      (uint64_t{1} << CAP_SYS_PTRACE) | (uint64_t{1} << CAP_DAC_READ_SEARCH);
+  const bool self_may_inspect = (self.cap_effective & kInspectCapabilities) == kInspectCapabilities;
+  const bool holds_more_than_self_could = (process.cap_permitted & ~self.cap_bounding) != 0;
+  return self_may_inspect && holds_more_than_self_could;
+}
+
+Result<std::vector<PeerProcess>, LookupError> find_holders(uint64_t socket_inode) {
+  const DirPtr proc(::opendir("/proc"));
+  if (!proc) {
+    const int error = errno;
+    return unexpected(
+        lookup_error(LookupError::Stage::Permission, error, 0, "cannot list /proc: " + errno_text(error)));
+  }
+  Scan scan;
+  scan.proc_dir = ::dirfd(proc.get());
+  scan.link = "socket:[" + std::to_string(socket_inode) + "]";
+
+  // Every holder, no early exit: fork and fd inheritance give one socket several holders (procid.md §3.1).
+  std::vector<Candidate> candidates;
+  for (;;) {
+    errno = 0;
+    const dirent* entry = ::readdir(proc.get());
+    if (entry == nullptr) {
+      const int error = errno;
+      if (error == 0) break;
+      return unexpected(
+          lookup_error(LookupError::Stage::Permission, error, 0, "cannot list /proc: " + errno_text(error)));
+    }
+    const auto pid = parse_decimal<pid_t>(entry->d_name);
+    if (!pid || *pid <= 0) continue;
+    auto candidate = scan_process(scan, *pid);
+    if (!candidate) return unexpected(std::move(candidate).error());
+    if (*candidate) candidates.push_back(std::move(**candidate));
+  }
+
+  std::vector<PeerProcess> holders;
+  for (const Candidate& candidate : candidates) {
+    auto process = describe(scan.proc_dir, candidate, scan.link);
+    if (!process) return unexpected(std::move(process).error());
+    if (*process) holders.push_back(std::move(**process));
+  }
+  if (holders.empty()) {
+    return unexpected(lookup_error(LookupError::Stage::NoHolder, 0, 0,
+                                   "no process holds socket inode " + std::to_string(socket_inode) +
+                                       " (the client exited or passed the descriptor on)"));
+  }
+  std::sort(holders.begin(), holders.end(),
+            [](const PeerProcess& a, const PeerProcess& b) { return a.pid < b.pid; });
+  return holders;
+}
+
+}  // namespace egressd::procid

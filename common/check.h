@@ -5,12 +5,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define EGRESSD_CHECK(cond)                                                                  \
-  do {                                                                                       \
-    if (!(cond)) {                                                                           \
+#define EGRESSD_CHECK(cond)                                                                    \
+  do {                                                                                         \
+    if (!(cond)) {                                                                             \
       std::fprintf(stderr, "egressd: check failed: %s at %s:%d\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                          \
-    }                                                                                        \
+      std::abort();                                                                            \
+    }                                                                                          \
   } while (0)
 
 #ifdef NDEBUG

@@ -2,6 +2,10 @@
 
 #include <strings.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+
 #include <fmt/format.h>
 
 namespace egressd::proxy {
@@ -11,8 +15,11 @@ MessageParser& self_of(llhttp_t* p) {
   return *static_cast<MessageParser*>(p->data);
 }
 
-// llhttp callbacks must return an llhttp error code; a user error stops parsing with HPE_USER.
-constexpr int kHeadTooLargeError = HPE_USER;
+// RFC 9110 §5.6.2 token characters.
+bool is_tchar(char c) {
+  if (std::isalnum(static_cast<unsigned char>(c)) != 0) return true;
+  return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+}
 
 }  // namespace
 
@@ -54,21 +61,21 @@ int MessageParser::uv_on_message_begin(llhttp_t* p) noexcept {
 
 int MessageParser::uv_on_method(llhttp_t* p, const char* at, size_t n) noexcept {
   auto& self = self_of(p);
-  if (!self.account(n)) return kHeadTooLargeError;
+  if (!self.account(n)) return self.too_large();
   self.head_.method.append(at, n);
   return 0;
 }
 
 int MessageParser::uv_on_url(llhttp_t* p, const char* at, size_t n) noexcept {
   auto& self = self_of(p);
-  if (!self.account(n)) return kHeadTooLargeError;
+  if (!self.account(n)) return self.too_large();
   self.head_.url.append(at, n);
   return 0;
 }
 
 int MessageParser::uv_on_status(llhttp_t* p, const char* at, size_t n) noexcept {
   auto& self = self_of(p);
-  if (!self.account(n)) return kHeadTooLargeError;
+  if (!self.account(n)) return self.too_large();
   self.head_.status_text.append(at, n);
   return 0;
 }
@@ -80,7 +87,7 @@ int MessageParser::uv_on_header_field(llhttp_t* p, const char* at, size_t n) noe
     self.value_.clear();
     self.in_value_ = false;
   }
-  if (!self.account(n)) return kHeadTooLargeError;
+  if (!self.account(n)) return self.too_large();
   self.field_.append(at, n);
   return 0;
 }
@@ -88,14 +95,20 @@ int MessageParser::uv_on_header_field(llhttp_t* p, const char* at, size_t n) noe
 int MessageParser::uv_on_header_value(llhttp_t* p, const char* at, size_t n) noexcept {
   auto& self = self_of(p);
   self.in_value_ = true;
-  if (!self.account(n)) return kHeadTooLargeError;
+  if (!self.account(n)) return self.too_large();
   self.value_.append(at, n);
   return 0;
 }
 
 int MessageParser::uv_on_header_value_complete(llhttp_t* p) noexcept {
   auto& self = self_of(p);
-  if (self.head_.headers.size() >= kMaxHeaderCount || !self.account(4)) return kHeadTooLargeError;
+  if (self.head_.headers.size() >= kMaxHeaderCount || !self.account(4)) return self.too_large();
+  // llhttp 8 passes "Name :" with the space kept in the name; an upstream may trim it (RFC 9112 §5.1
+  // says reject). A header we would re-send under a name the upstream reads differently is smuggling.
+  if (self.field_.empty() || !std::all_of(self.field_.begin(), self.field_.end(), is_tchar)) {
+    self.user_error_ = fmt::format("invalid header name '{}'", self.field_);
+    return HPE_USER;
+  }
   self.head_.headers.emplace_back(std::move(self.field_), std::move(self.value_));
   self.field_.clear();
   self.value_.clear();
@@ -134,10 +147,19 @@ int MessageParser::uv_on_message_complete(llhttp_t* p) noexcept {
 
 MessageParser::Step MessageParser::after_execute(llhttp_errno_t rc, const char* start, size_t len) {
   const char* pos = llhttp_get_error_pos(&parser_);
-  const size_t consumed = (rc == HPE_OK || pos == nullptr) ? len : static_cast<size_t>(pos - start);
+  const bool pos_inside = pos != nullptr && pos >= start && pos <= start + len;
+  const size_t consumed = rc == HPE_OK ? len : pos_inside ? static_cast<size_t>(pos - start) : 0;
   if (!head_done_) {
     head_bytes_ += consumed;  // also bounds bytes that produce no callback (blank lines before a request)
     if (head_bytes_ > kMaxHeadBytes) return {Event::HeadTooLarge, consumed};
+  }
+  // A callback's own verdict wins: llhttp reports it as HPE_USER or as HPE_CB_<callback>.
+  if (rc != HPE_OK && rc != HPE_PAUSED && rc != HPE_PAUSED_UPGRADE) {
+    if (!user_error_.empty()) {
+      error_ = user_error_;
+      return {Event::Invalid, consumed};
+    }
+    if (head_too_large_) return {Event::HeadTooLarge, consumed};
   }
   switch (rc) {
     case HPE_OK:
@@ -146,8 +168,6 @@ MessageParser::Step MessageParser::after_execute(llhttp_errno_t rc, const char* 
       return {std::exchange(pause_reason_, Event::NeedMore), consumed};
     case HPE_PAUSED_UPGRADE:
       return {Event::Upgrade, consumed};
-    case HPE_USER:
-      return {Event::HeadTooLarge, consumed};
     default:
       error_ = fmt::format("{}: {}", llhttp_errno_name(rc), llhttp_get_error_reason(&parser_));
       return {Event::Invalid, consumed};

@@ -89,6 +89,10 @@ class MessageParser {
   Step after_execute(llhttp_errno_t rc, const char* start, size_t len);
   // Counts head bytes seen through callbacks; false once the head passes kMaxHeadBytes.
   bool account(size_t n) { return (head_accounted_ += n) <= kMaxHeadBytes; }
+  int too_large() {
+    head_too_large_ = true;
+    return HPE_USER;
+  }
 
   llhttp_settings_t settings_{};
   llhttp_t parser_{};
@@ -103,6 +107,8 @@ class MessageParser {
   size_t head_accounted_ = 0;  // bytes of method, target, fields and values
   Event pause_reason_ = Event::NeedMore;
   std::string error_;
+  std::string user_error_;  // set by a callback that rejects what llhttp accepted
+  bool head_too_large_ = false;
 };
 
 }  // namespace egressd::proxy

@@ -1,0 +1,70 @@
+#include <doctest/doctest.h>
+
+#include "proxy/target.h"
+
+using egressd::proxy::parse_absolute_url;
+using egressd::proxy::parse_connect_authority;
+
+TEST_CASE("CONNECT authorities: names, IPv4 and bracketed IPv6 with a port") {
+  struct Row {
+    const char* text;
+    const char* host;
+    uint16_t port;
+    const char* authority;
+  };
+  const Row rows[] = {
+      {"example.com:443", "example.com", 443, "example.com:443"},
+      {"API.GitHub.com:443", "api.github.com", 443, "api.github.com:443"},
+      {"10.1.2.3:8443", "10.1.2.3", 8443, "10.1.2.3:8443"},
+      {"[::1]:443", "::1", 443, "[::1]:443"},
+      {"[2001:DB8:0::1]:80", "2001:db8::1", 80, "[2001:db8::1]:80"},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.text);
+    auto target = parse_connect_authority(row.text);
+    REQUIRE(target.has_value());
+    CHECK(target->host == row.host);
+    CHECK(target->port == row.port);
+    CHECK(target->authority() == row.authority);
+    CHECK(target->origin_form.empty());
+  }
+}
+
+TEST_CASE("CONNECT authorities without a valid port or with junk are refused") {
+  for (const char* text :
+       {"example.com", "example.com:", "example.com:0", "example.com:65536", "example.com:44x", "::1:443",
+        "[::1]", "[::1:443", "[nothost]:443", "user@example.com:443", "example.com:443/path", ":443",
+        "exa mple.com:443", "a..b:443", ".a:443"}) {
+    CAPTURE(text);
+    CHECK_FALSE(parse_connect_authority(text).has_value());
+  }
+}
+
+TEST_CASE("absolute-form URLs give host, port (80 by default) and the origin-form target") {
+  auto t = parse_absolute_url("http://Mirror.Example.com/claude/1.2.3?x=1#frag");
+  REQUIRE(t.has_value());
+  CHECK(t->host == "mirror.example.com");
+  CHECK(t->port == 80);
+  CHECK(t->origin_form == "/claude/1.2.3?x=1");
+  CHECK(t->url() == "http://mirror.example.com:80/claude/1.2.3?x=1");
+
+  auto v6 = parse_absolute_url("http://[::1]:8080");
+  REQUIRE(v6.has_value());
+  CHECK(v6->host == "::1");
+  CHECK(v6->port == 8080);
+  CHECK(v6->origin_form == "/");
+
+  auto query_only = parse_absolute_url("http://h:81?q");
+  REQUIRE(query_only.has_value());
+  CHECK(query_only->origin_form == "/?q");
+}
+
+TEST_CASE("https:// in absolute form is refused with advice to use CONNECT; other forms are refused too") {
+  auto https = parse_absolute_url("https://example.com/");
+  REQUIRE_FALSE(https.has_value());
+  CHECK(https.error().find("use CONNECT") != std::string::npos);
+  CHECK_FALSE(parse_absolute_url("/origin-form").has_value());
+  CHECK_FALSE(parse_absolute_url("ftp://example.com/").has_value());
+  CHECK_FALSE(parse_absolute_url("http://user:pw@example.com/").has_value());
+  CHECK_FALSE(parse_absolute_url("http://example.com:99999/").has_value());
+}

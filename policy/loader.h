@@ -26,7 +26,8 @@ using LoadErrors = std::vector<LoadError>;  // never empty when returned as an e
 Result<std::shared_ptr<const Policy>, LoadErrors> load_policy_file(const std::string& path);
 
 // Same, from text in memory; `name` stands for the file name in locations and source_path.
-Result<std::shared_ptr<const Policy>, LoadErrors> load_policy_text(std::string_view text, const std::string& name);
+Result<std::shared_ptr<const Policy>, LoadErrors> load_policy_text(std::string_view text,
+                                                                   const std::string& name);
 
 // All errors as lines "file:line:col: message\n".
 std::string format_errors(const LoadErrors& errors);

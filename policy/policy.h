@@ -27,8 +27,8 @@ struct HostPattern {
 // One method/path/query rule of an L7 (`protocol: rest`) endpoint. Enforced by a later stage; loaded
 // and validated now.
 struct HttpRule {
-  std::string method;  // upper case, or "*" for any
-  std::string path;    // glob with * and **; empty = any
+  std::string method;                                                   // upper case, or "*" for any
+  std::string path;                                                     // glob with * and **; empty = any
   std::vector<std::pair<std::string, std::vector<std::string>>> query;  // name -> accepted globs
   SourceLocation where;
 };
@@ -39,9 +39,9 @@ enum class Enforcement { Enforce, Audit };
 enum class Access { None, ReadOnly, ReadWrite, Full };
 
 struct Cidr {
-  std::string text;         // as written in the policy
-  uint8_t family = 0;       // 4 or 6
-  uint8_t bytes[16] = {};   // network address, network byte order (4 bytes used for v4)
+  std::string text;        // as written in the policy
+  uint8_t family = 0;      // 4 or 6
+  uint8_t bytes[16] = {};  // network address, network byte order (4 bytes used for v4)
   int prefix_len = 0;
 };
 
@@ -60,11 +60,11 @@ struct Endpoint {
 
 // A binary entry: an exact absolute path or a glob (`*` within one path segment, `**` across).
 struct BinaryPattern {
-  std::string path;                       // as written
+  std::string path;  // as written
   bool is_glob = false;
-  std::vector<std::string> resolved;      // for an exact path that is a symlink: its target(s), re-resolved
-                                          // at every load (realpath); matching accepts path or any of these
-  bool children = false;                  // also covers processes this binary spawned (any ancestor)
+  std::vector<std::string> resolved;  // for an exact path that is a symlink: its target(s), re-resolved
+                                      // at every load (realpath); matching accepts path or any of these
+  bool children = false;              // also covers processes this binary spawned (any ancestor)
   SourceLocation where;
 };
 

@@ -18,7 +18,9 @@ struct ReloadResult {
 
   static ReloadResult applied(std::string h) { return {Kind::Applied, std::move(h), {}}; }
   static ReloadResult unchanged(std::string h) { return {Kind::Unchanged, std::move(h), {}}; }
-  static ReloadResult rejected(std::string h, LoadErrors e) { return {Kind::Rejected, std::move(h), std::move(e)}; }
+  static ReloadResult rejected(std::string h, LoadErrors e) {
+    return {Kind::Rejected, std::move(h), std::move(e)};
+  }
 };
 
 class PolicyStore {

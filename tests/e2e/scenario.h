@@ -1,0 +1,41 @@
+// What every e2e scenario shares: the real curl, the test binary's own path, and the two ways of asking
+// egressd for something (a CONNECT tunnel, an absolute-form request) reduced to the status it answered.
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/support/egressd.h"
+#include "tests/support/process.h"
+
+namespace egressd::test::e2e {
+
+using namespace std::chrono_literals;
+
+// /usr/bin/curl as /proc/PID/exe reports it. Every curl run starts with -q (no ~/.curlrc).
+inline const std::string& curl() {
+  static const std::string path = real_path_of("curl");
+  return path;
+}
+
+// This test binary (what egressd sees behind a RawClient): listed by no policy unless a test says so.
+inline const std::string& self_exe() {
+  static const std::string path = real_path_of("/proc/self/exe");
+  return path;
+}
+
+// The status egressd answered `client`'s CONNECT for `url` with ("200", "403", ...).
+inline std::string connect_status(const std::string& client, const Egressd& egressd, const std::string& url) {
+  return run({client, "-q", "-sS", "-p", "--proxy", egressd.url(), "-o", "/dev/null", "-w", "%{http_connect}",
+              url})
+      .out;
+}
+
+// The status of `client`'s plain-HTTP (absolute-form) request for `url` through egressd.
+inline std::string http_status(const std::string& client, const Egressd& egressd, const std::string& url) {
+  return run({client, "-q", "-sS", "--proxy", egressd.url(), "-o", "/dev/null", "-w", "%{http_code}", url})
+      .out;
+}
+
+}  // namespace egressd::test::e2e

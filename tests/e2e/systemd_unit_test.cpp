@@ -1,0 +1,25 @@
+// The shipped systemd unit is one systemd accepts, and its command line is one egressd accepts.
+#include <doctest/doctest.h>
+
+#include <regex>
+#include <string>
+
+#include "tests/e2e/scenario.h"
+#include "tests/support/temp_dir.h"
+
+namespace egressd::test::e2e {
+
+TEST_CASE("systemd/egressd.service passes systemd-analyze verify with the built binary" *
+          doctest::timeout(60)) {
+  const std::string unit = read_file(std::string(EGRESSD_SOURCE_DIR) + "/systemd/egressd.service");
+  REQUIRE(unit.find("ExecStart=/usr/local/bin/egressd run ") != std::string::npos);
+  const TempDir dir;
+  const std::string copy = dir.path() + "/egressd.service";
+  write_file(copy, std::regex_replace(unit, std::regex("/usr/local/bin/egressd"), egressd_binary()));
+  const RunResult verify = run({"systemd-analyze", "verify", copy});
+  INFO(verify.out, verify.err);
+  CHECK(verify.exit_code == 0);
+  CHECK(verify.err.find(copy) == std::string::npos);  // no complaint names the unit
+}
+
+}  // namespace egressd::test::e2e

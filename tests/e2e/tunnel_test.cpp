@@ -1,0 +1,146 @@
+// CONNECT tunnels at the byte level: half-close in both directions, the idle and connect timeouts, and
+// backpressure (a client cannot make egressd buffer without bound toward an upstream that does not read).
+// The client here is this test binary (a RawClient), which the policies below list on purpose.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "tests/e2e/scenario.h"
+#include "tests/support/http_response.h"
+#include "tests/support/local_tcp_echo.h"
+#include "tests/support/raw_client.h"
+#include "tests/support/unique_fd.h"
+
+namespace egressd::test::e2e {
+namespace {
+
+// A listening socket that never accepts: connections complete in the kernel's backlog, and nothing
+// is ever read from them. With a backlog already full, new connections are not even answered.
+class SilentListener {
+ public:
+  explicit SilentListener(int backlog) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(fd_.get(), backlog) == 0);
+    socklen_t len = sizeof addr;
+    REQUIRE(::getsockname(fd_.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+    port_ = ntohs(addr.sin_port);
+  }
+  uint16_t port() const { return port_; }
+  std::string host_port() const { return "127.0.0.1:" + std::to_string(port_); }
+
+ private:
+  UniqueFd fd_;
+  uint16_t port_ = 0;
+};
+
+std::string connect_request(const std::string& authority) {
+  return "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n";
+}
+
+}  // namespace
+
+TEST_CASE("a tunnel carries a half-close both ways: client EOF reaches the upstream, which still answers" *
+          doctest::timeout(60)) {
+  LocalTcpEcho echo;
+  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", echo.port()));
+  INFO(egressd.diagnostics());
+  RawClient client("127.0.0.1", egressd.port());
+  REQUIRE(client.send(connect_request(echo.host_port())));
+  const std::string head = client.read_until("\r\n\r\n");
+  CHECK(head == "HTTP/1.1 200 Connection Established\r\n\r\n");
+  client.take_received();
+  REQUIRE(client.send("ping"));
+  CHECK(client.read_at_least(4) == "ping");
+  client.take_received();
+  client.shutdown_write();  // the echo server answers our EOF with "\nbye\n" and then closes
+  CHECK(client.read_until_close(10s) == LocalTcpEcho::kGoodbye);
+  CHECK(client.peer_closed());
+  CHECK_FALSE(client.timed_out());
+}
+
+TEST_CASE("an idle tunnel is closed after --idle-timeout-ms" * doctest::timeout(60)) {
+  LocalTcpEcho echo;
+  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", echo.port()), {"--idle-timeout-ms", "300"});
+  INFO(egressd.diagnostics());
+  RawClient client("127.0.0.1", egressd.port());
+  REQUIRE(client.send(connect_request(echo.host_port())));
+  REQUIRE(client.read_until("\r\n\r\n").starts_with("HTTP/1.1 200"));
+  const auto started = std::chrono::steady_clock::now();
+  client.read_until_close(10s);
+  const auto waited = std::chrono::steady_clock::now() - started;
+  CHECK(client.peer_closed());
+  CHECK(waited >= 250ms);
+  CHECK(waited < 5s);
+}
+
+TEST_CASE("an upstream that never completes the TCP handshake gets 504 after --connect-timeout-ms" *
+          doctest::timeout(60)) {
+  // Backlog 0 and two connections waiting in it: the kernel drops further SYNs, so a connect hangs.
+  SilentListener blackhole(0);
+  std::vector<UniqueFd> fillers;
+  for (int i = 0; i < 3; ++i) {
+    UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(blackhole.port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    (void)::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+    fillers.push_back(std::move(fd));
+  }
+  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", blackhole.port()),
+                  {"--connect-timeout-ms", "500"});
+  INFO(egressd.diagnostics());
+  RawClient client("127.0.0.1", egressd.port());
+  const auto started = std::chrono::steady_clock::now();
+  REQUIRE(client.send(connect_request(blackhole.host_port())));
+  const HttpResponse response = HttpResponse::parse(client.read_until_close(20s));
+  const auto waited = std::chrono::steady_clock::now() - started;
+  CHECK(response.status == 504);
+  CHECK(Json::parse(response.body)["error"] == "timeout");
+  CHECK(waited >= 450ms);
+  CHECK(waited < 10s);
+}
+
+TEST_CASE("backpressure: toward an upstream that reads nothing, egressd stops reading the client" *
+          doctest::timeout(60)) {
+  SilentListener sink(16);  // accepts in the kernel, never reads
+  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", sink.port()));
+  INFO(egressd.diagnostics());
+  RawClient client("127.0.0.1", egressd.port());
+  REQUIRE(client.send(connect_request(sink.host_port())));
+  REQUIRE(client.read_until("\r\n\r\n").starts_with("HTTP/1.1 200"));
+
+  // Write without blocking until nothing more is taken for a while. Without backpressure egressd would
+  // keep reading into memory and the whole 256 MiB would go through.
+  const int fd = ::dup(client.fd());
+  REQUIRE(fd >= 0);
+  ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
+  const std::string block(64 * 1024, 'x');
+  size_t sent = 0;
+  constexpr size_t kLimit = 256u * 1024 * 1024;
+  while (sent < kLimit) {
+    const ssize_t n = ::send(fd, block.data(), block.size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += static_cast<size_t>(n);
+      continue;
+    }
+    pollfd p{fd, POLLOUT, 0};
+    if (::poll(&p, 1, 500) == 0) break;  // stalled for 500 ms: egressd stopped reading
+  }
+  ::close(fd);
+  MESSAGE("bytes accepted before the stall: " << sent);
+  CHECK(sent < 64u * 1024 * 1024);
+  CHECK(egressd.running());
+}
+
+}  // namespace egressd::test::e2e

@@ -94,7 +94,9 @@ std::string Target::authority() const {
 }
 
 std::string Target::url() const {
-  return fmt::format("http://{}{}", authority(), origin_form);
+  if (port != 80) return fmt::format("http://{}{}", authority(), origin_form);
+  return fmt::format("http://{}{}", is_ipv6 ? "[" + host + "]" : host,
+                     origin_form);  // the default port unsaid
 }
 
 Result<Target, std::string> parse_connect_authority(std::string_view authority) {

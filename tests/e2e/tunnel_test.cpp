@@ -1,6 +1,7 @@
-// CONNECT tunnels at the byte level: half-close in both directions, the idle and connect timeouts, and
-// backpressure (a client cannot make egressd buffer without bound toward an upstream that does not read).
-// The client here is this test binary (a RawClient), which the policies below list on purpose.
+// Streams at the byte level: a response streamed through absolute-form forwarding, the idle and connect
+// timeouts, a dual-stack listener, and backpressure (a client cannot make egressd buffer without bound toward
+// an upstream that does not read). The client here is this test binary (a RawClient), which the policies
+// below list on purpose.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -14,6 +15,7 @@
 
 #include "tests/e2e/scenario.h"
 #include "tests/support/http_response.h"
+#include "tests/support/local_origin.h"
 #include "tests/support/local_tcp_echo.h"
 #include "tests/support/raw_client.h"
 #include "tests/support/unique_fd.h"
@@ -48,25 +50,6 @@ std::string connect_request(const std::string& authority) {
 }
 
 }  // namespace
-
-TEST_CASE("a tunnel carries a half-close both ways: client EOF reaches the upstream, which still answers" *
-          doctest::timeout(60)) {
-  LocalTcpEcho echo;
-  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", echo.port()));
-  INFO(egressd.diagnostics());
-  RawClient client("127.0.0.1", egressd.port());
-  REQUIRE(client.send(connect_request(echo.host_port())));
-  const std::string head = client.read_until("\r\n\r\n");
-  CHECK(head == "HTTP/1.1 200 Connection Established\r\n\r\n");
-  client.take_received();
-  REQUIRE(client.send("ping"));
-  CHECK(client.read_at_least(4) == "ping");
-  client.take_received();
-  client.shutdown_write();  // the echo server answers our EOF with "\nbye\n" and then closes
-  CHECK(client.read_until_close(10s) == LocalTcpEcho::kGoodbye);
-  CHECK(client.peer_closed());
-  CHECK_FALSE(client.timed_out());
-}
 
 TEST_CASE("an idle tunnel is closed after --idle-timeout-ms" * doctest::timeout(60)) {
   LocalTcpEcho echo;
@@ -141,6 +124,59 @@ TEST_CASE("backpressure: toward an upstream that reads nothing, egressd stops re
   MESSAGE("bytes accepted before the stall: " << sent);
   CHECK(sent < 64u * 1024 * 1024);
   CHECK(egressd.running());
+}
+
+TEST_CASE(
+    "an absolute-form response streams through: the client has the first part while the origin holds"
+    " the rest" *
+    doctest::timeout(60)) {
+  LocalOrigin origin = LocalOrigin::http();
+  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", origin.port()));
+  INFO(egressd.diagnostics());
+  constexpr size_t kTotal = 1 << 20;
+  constexpr size_t kHoldAt = 128 * 1024;
+  const std::string path =
+      "/slow?n=" + std::to_string(kTotal) + "&chunk=16384&delay_ms=1&hold_at=" + std::to_string(kHoldAt);
+  RawClient client("127.0.0.1", egressd.port());
+  REQUIRE(client.send("GET " + origin.url(path) + " HTTP/1.1\r\nHost: ignored.test\r\n\r\n"));
+  // The origin is holding after kHoldAt bytes: they must already be here, not buffered in egressd.
+  const std::string first = client.read_at_least(kHoldAt, 10s);
+  CHECK(first.size() >= kHoldAt);
+  CHECK(first.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK(first.find("Transfer-Encoding: chunked\r\n") != std::string::npos);
+  CHECK(origin.slow_bytes_sent() < kTotal);
+  origin.release_holds();
+  const std::string all = client.read_until("\r\n0\r\n\r\n", 20s);
+  CHECK(all.ends_with("\r\n0\r\n\r\n"));
+  // De-chunk and compare with what the origin sent.
+  const auto body_start = all.find("\r\n\r\n") + 4;
+  std::string body;
+  for (size_t at = body_start;;) {
+    const auto line_end = all.find("\r\n", at);
+    REQUIRE(line_end != std::string::npos);
+    const size_t size = std::stoul(all.substr(at, line_end - at), nullptr, 16);
+    if (size == 0) break;
+    body += all.substr(line_end + 2, size);
+    at = line_end + 2 + size + 2;
+  }
+  CHECK(body.size() == kTotal);
+  CHECK(body == LocalOrigin::pattern(kTotal));
+}
+
+TEST_CASE("on a dual-stack listener a v4 client is identified through its v4-mapped address" *
+          doctest::timeout(60)) {
+  LocalTcpEcho echo;
+  // The later --listen wins: [::]:0 accepts IPv4 clients as ::ffff:127.0.0.1.
+  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", echo.port()), {"--listen", "[::]:0"});
+  INFO(egressd.diagnostics());
+  RawClient client("127.0.0.1", egressd.port());
+  REQUIRE(client.send(connect_request(echo.host_port())));
+  CHECK(client.read_until("\r\n\r\n") == "HTTP/1.1 200 Connection Established\r\n\r\n");
+  REQUIRE(egressd.wait_for_access_lines(1));
+  const Json line = egressd.access_log_lines().at(0);
+  CHECK(line["binary"] == self_exe());
+  CHECK(line["pid"] == ::getpid());
+  CHECK(line["client"].str().starts_with("127.0.0.1:"));
 }
 
 }  // namespace egressd::test::e2e

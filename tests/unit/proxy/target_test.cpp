@@ -46,13 +46,14 @@ TEST_CASE("absolute-form URLs give host, port (80 by default) and the origin-for
   CHECK(t->host == "mirror.example.com");
   CHECK(t->port == 80);
   CHECK(t->origin_form == "/claude/1.2.3?x=1");
-  CHECK(t->url() == "http://mirror.example.com:80/claude/1.2.3?x=1");
+  CHECK(t->url() == "http://mirror.example.com/claude/1.2.3?x=1");
 
   auto v6 = parse_absolute_url("http://[::1]:8080");
   REQUIRE(v6.has_value());
   CHECK(v6->host == "::1");
   CHECK(v6->port == 8080);
   CHECK(v6->origin_form == "/");
+  CHECK(v6->url() == "http://[::1]:8080/");
 
   auto query_only = parse_absolute_url("http://h:81?q");
   REQUIRE(query_only.has_value());

@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include "tests/e2e/scenario.h"
+#include "tests/support/http_response.h"
 #include "tests/support/local_origin.h"
+#include "tests/support/raw_client.h"
 #include "tests/support/temp_dir.h"
 
 namespace egressd::test::e2e {
@@ -93,4 +95,30 @@ TEST_CASE("a chunked upload of about a megabyte arrives at the origin intact" * 
 }
 
 }  // namespace
+}  // namespace egressd::test::e2e
+
+namespace egressd::test::e2e {
+
+TEST_CASE(
+    "each request on a keep-alive connection is decided on its own: the second, to another origin, gets 403" *
+    doctest::timeout(60)) {
+  LocalOrigin allowed = LocalOrigin::http();
+  LocalOrigin other = LocalOrigin::http();
+  Egressd egressd(policy_allowing(self_exe(), "127.0.0.1", allowed.port()));
+  INFO(egressd.diagnostics());
+  RawClient client("127.0.0.1", egressd.port());
+  REQUIRE(client.send("GET " + allowed.url("/hello") + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string first = client.read_until("hello\n", 10s);
+  CHECK(first.starts_with("HTTP/1.1 200 OK\r\n"));
+  CHECK_FALSE(client.peer_closed());
+  client.take_received();
+  REQUIRE(client.send("GET " + other.url("/hello") + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const HttpResponse second = HttpResponse::parse(client.read_until_close(10s));
+  CHECK(second.status == 403);
+  CHECK(Json::parse(second.body)["reason"] ==
+        "endpoint 127.0.0.1:" + std::to_string(other.port()) + " is not allowed by any policy");
+  CHECK(allowed.requests().size() == 1);
+  CHECK(other.connections_accepted() == 0);
+}
+
 }  // namespace egressd::test::e2e

@@ -642,6 +642,8 @@ bool Session::on_head(MessageParser& parser, const MessageHead& head) {
   const bool client_keep_alive = !close_client_after_;
   auto out = client_response_head(head, client_parser_.head(), request_was_head_, client_keep_alive);
   if (head.status >= 200 || head.status == 101) {
+    // A refused upgrade leaves llhttp expecting the switched protocol on the client side: end there.
+    if (client_parser_.head().upgrade && head.status != 101) close_client_after_ = true;
     response_started_ = true;
     response_framing_ = out.framing;
     close_client_after_ = close_client_after_ || out.close_after;

@@ -35,7 +35,7 @@ void write_all(int fd, const std::string& text, const std::string& path) {
 TempDir::TempDir() {
   std::string templ = "/tmp/egressd-test-XXXXXX";
   if (::mkdtemp(templ.data()) == nullptr) fail_errno("mkdtemp", templ, errno);
-  path_ = templ;
+  path_ = std::filesystem::canonical(templ).string();  // realpath() of files inside is what we wrote
 }
 
 TempDir::TempDir(TempDir&& other) noexcept : path_(std::exchange(other.path_, std::string())) {}

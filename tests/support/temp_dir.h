@@ -11,7 +11,7 @@ namespace egressd::test {
 
 class TempDir {
  public:
-  TempDir();  // mkdtemp("/tmp/egressd-test-XXXXXX")
+  TempDir();  // mkdtemp("/tmp/egressd-test-XXXXXX"); path() is canonical
   TempDir(const TempDir&) = delete;
   TempDir& operator=(const TempDir&) = delete;
   TempDir(TempDir&& other) noexcept;

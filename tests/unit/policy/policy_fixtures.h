@@ -15,6 +15,7 @@
 
 #include "policy/loader.h"
 #include "policy/patterns.h"
+#include "tests/support/temp_dir.h"
 
 namespace egressd::policy::fixtures {
 
@@ -51,27 +52,12 @@ inline std::string data_path(std::string_view relative) {
   return std::string(EGRESSD_TEST_DATA_DIR) + "/" + std::string(relative);
 }
 
-// A fresh directory under the system temp directory, removed with its contents at the end of the test.
-// Its path is canonical, so that realpath() of files inside it is the path we wrote.
-class ScratchDir {
+// A temporary directory (canonical path, removed at the end) that also writes files and symlinks.
+class ScratchDir : public test::TempDir {
  public:
-  ScratchDir() {
-    std::string name = (std::filesystem::temp_directory_path() / "egressd-policy-test-XXXXXX").string();
-    REQUIRE(mkdtemp(name.data()) != nullptr);
-    path_ = std::filesystem::canonical(name).string();
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-
-  std::string file(std::string_view name) const { return path_ + "/" + std::string(name); }
-
   // Writes `text` to `name` (replacing it) and returns its path.
   std::string write(std::string_view name, std::string_view text) const {
-    const std::string target = file(name);
+    const std::string target = file(std::string(name));
     std::ofstream out(target, std::ios::binary | std::ios::trunc);
     out << text;
     REQUIRE(out.good());
@@ -80,15 +66,12 @@ class ScratchDir {
 
   // Points the symlink `name` at `target`, replacing an existing link; returns the link's path.
   std::string symlink(std::string_view name, const std::string& target) const {
-    const std::string link = file(name);
+    const std::string link = file(std::string(name));
     std::error_code ignored;
     std::filesystem::remove(link, ignored);
     std::filesystem::create_symlink(target, link);
     return link;
   }
-
- private:
-  std::string path_;
 };
 
 }  // namespace egressd::policy::fixtures

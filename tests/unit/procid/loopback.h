@@ -23,6 +23,8 @@
 
 #include <doctest/doctest.h>
 
+#include "tests/support/temp_dir.h"
+
 #include "procid/peer.h"
 
 namespace egressd::procid::loopback {
@@ -237,24 +239,7 @@ inline Child spawn_holding(const std::string& path, const std::vector<std::strin
 }
 
 // A private directory under /tmp, removed with its contents when this dies.
-class ScratchDir {
- public:
-  ScratchDir() {
-    char name[] = "/tmp/egressd-procid-XXXXXX";
-    REQUIRE(::mkdtemp(name) != nullptr);
-    path_ = std::filesystem::canonical(name).string();
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
+using ScratchDir = test::TempDir;
 
 inline std::string exe_of(pid_t pid) {
   std::error_code error;

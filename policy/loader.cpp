@@ -20,8 +20,9 @@ constexpr std::string_view kTopLevelKeys[] = {"version", "network_policies", "fi
                                               "process"};
 constexpr std::string_view kUnenforcedSections[] = {"filesystem_policy", "landlock", "process"};
 constexpr std::string_view kRuleKeys[] = {"name", "endpoints", "binaries"};
-constexpr std::string_view kEndpointKeys[] = {"host",        "port",   "ports", "protocol",   "tls",
-                                              "enforcement", "access", "rules", "deny_rules", "allowed_ips"};
+constexpr std::string_view kEndpointKeys[] = {"host",       "port",        "ports",    "protocol",
+                                              "tls",        "enforcement", "access",   "rules",
+                                              "deny_rules", "allowed_ips", "redirects"};
 constexpr std::string_view kBinaryKeys[] = {"path", "children", "harness"};
 constexpr std::string_view kAllowItemKeys[] = {"allow"};
 constexpr std::string_view kHttpRuleKeys[] = {"method", "path", "query"};
@@ -143,6 +144,7 @@ class Loader {
   std::optional<Endpoint> load_endpoint(const YAML::Node& node, const YAML::Mark& fallback);
   void load_ports(const std::vector<Entry>& fields, const YAML::Mark& mark, Endpoint& endpoint);
   void load_tls(const Entry& tls, Endpoint& endpoint);
+  void load_redirects(const Entry& redirects, Endpoint& endpoint);
   void check_l7_combination(const std::vector<Entry>& fields, const Endpoint& endpoint);
   std::optional<HttpRule> load_allow_item(const YAML::Node& node, const YAML::Mark& fallback);
   std::optional<HttpRule> load_http_rule(const YAML::Node& node, const YAML::Mark& fallback,
@@ -413,6 +415,7 @@ std::optional<Endpoint> Loader::load_endpoint(const YAML::Node& node, const YAML
       }
     }
   }
+  if (const Entry* redirects = find(fields, "redirects")) load_redirects(*redirects, endpoint);
   check_l7_combination(fields, endpoint);
   if (errors_.size() != errors_before) return std::nullopt;
   return endpoint;
@@ -448,6 +451,25 @@ void Loader::load_tls(const Entry& tls, Endpoint& endpoint) {
   endpoint.tls = choice_of(tls, kTlsModes).value_or(TlsMode::Auto);
 }
 
+// Each item is a host pattern with the same syntax and rejections as an endpoint's `host`.
+void Loader::load_redirects(const Entry& redirects, Endpoint& endpoint) {
+  if (!non_empty_sequence(redirects, "a sequence of host patterns",
+                          "'redirects' must list at least one host pattern")) {
+    return;
+  }
+  for (const auto& item : redirects.value) {
+    const YAML::Mark item_mark = mark_of(item, redirects.key_mark);
+    if (!item.IsScalar()) {
+      fail(item_mark, "expected a host pattern such as objects.githubusercontent.com in 'redirects', found " +
+                          describe(item));
+    } else if (Result<HostPattern, std::string> pattern = parse_host_pattern(item.Scalar()); pattern) {
+      endpoint.redirect_hosts.push_back(std::move(*pattern));
+    } else {
+      fail(item_mark, "in 'redirects': " + std::move(pattern.error()));
+    }
+  }
+}
+
 // OpenShell's rules: L7 settings need an L7 protocol, and an L7 protocol alone allows nothing.
 void Loader::check_l7_combination(const std::vector<Entry>& fields, const Endpoint& endpoint) {
   const Entry* protocol = find(fields, "protocol");
@@ -470,6 +492,12 @@ void Loader::check_l7_combination(const std::vector<Entry>& fields, const Endpoi
   }
   if (access != nullptr && (endpoint.protocol == Protocol::Mcp || endpoint.protocol == Protocol::JsonRpc)) {
     fail(access->key_mark, "'access' is not available for 'protocol: " + name + "'; list 'rules' instead");
+  }
+  if (endpoint.protocol != Protocol::Rest) {  // decide_http() checks only REST requests
+    warn(protocol->key_mark,
+         "'protocol: " + name +
+             "' is not enforced by egressd: requests on this endpoint are not checked "
+             "against its 'access', 'rules' or 'deny_rules' (host, port and binary still are)");
   }
 }
 

@@ -16,11 +16,11 @@ bool equals_ignoring_case(std::string_view a, std::string_view b) {
                                             [](char x, char y) { return ascii_lower(x) == ascii_lower(y); });
 }
 
-// Glob over `text`: `**` matches any run, `*` any run without `separator`, anything else itself (compared
+// Glob over `text`: `**` matches any run, `*` any run without a separator, anything else itself (compared
 // with `same`). Dynamic programming over (glob position, text position): linear in each, no backtracking
 // blow-up on patterns such as "/**/**/**/x".
-template <typename Same>
-bool glob_matches(std::string_view glob, std::string_view text, char separator, Same same) {
+template <typename IsSeparator, typename Same>
+bool glob_matches(std::string_view glob, std::string_view text, IsSeparator is_separator, Same same) {
   // matched[j]: the glob consumed so far matches text[0, j).
   std::vector<char> matched(text.size() + 1, 0);
   matched[0] = 1;
@@ -30,7 +30,7 @@ bool glob_matches(std::string_view glob, std::string_view text, char separator, 
       const bool crosses = i + 1 < glob.size() && glob[i + 1] == '*';
       i += crosses ? 2 : 1;
       for (std::size_t j = 0; j <= text.size(); ++j) {
-        next[j] = matched[j] || (j > 0 && next[j - 1] && (crosses || text[j - 1] != separator));
+        next[j] = matched[j] || (j > 0 && next[j - 1] && (crosses || !is_separator(text[j - 1])));
       }
     } else {
       for (std::size_t j = 1; j <= text.size(); ++j) next[j] = matched[j - 1] && same(glob[i], text[j - 1]);
@@ -44,7 +44,9 @@ bool glob_matches(std::string_view glob, std::string_view text, char separator, 
 bool label_matches(std::string_view pattern, std::string_view label) {
   if (label.empty()) return false;
   if (pattern.find('*') == std::string_view::npos) return equals_ignoring_case(pattern, label);
-  return glob_matches(pattern, label, '.', [](char a, char b) { return ascii_lower(a) == ascii_lower(b); });
+  return glob_matches(
+      pattern, label, [](char c) { return c == '.'; },
+      [](char a, char b) { return ascii_lower(a) == ascii_lower(b); });
 }
 
 std::vector<std::string_view> split_labels(std::string_view host) {
@@ -74,11 +76,6 @@ const Endpoint* matching_endpoint(const Rule& rule, std::string_view host, uint1
     }
   }
   return nullptr;
-}
-
-std::string host_port(std::string_view host, uint16_t port) {
-  const bool ipv6 = host.find(':') != std::string_view::npos;
-  return (ipv6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" + std::to_string(port);
 }
 
 std::string binary_denied_reason(const Caller& caller, const std::vector<std::string>& rule_names) {
@@ -112,7 +109,23 @@ bool host_matches(const HostPattern& pattern, std::string_view host) {
 }
 
 bool path_glob_matches(std::string_view glob, std::string_view path) {
-  return glob_matches(glob, path, '/', [](char a, char b) { return a == b; });
+  return glob_matches(
+      glob, path, [](char c) { return c == '/'; }, [](char a, char b) { return a == b; });
+}
+
+bool value_glob_matches(std::string_view glob, std::string_view value) {
+  return glob_matches(
+      glob, value, [](char) { return false; }, [](char a, char b) { return a == b; });
+}
+
+std::string format_host_port(std::string_view host, uint16_t port) {
+  const bool ipv6 = host.find(':') != std::string_view::npos;
+  return (ipv6 ? "[" + std::string(host) + "]" : std::string(host)) + ":" + std::to_string(port);
+}
+
+bool redirect_allowed(const Endpoint& endpoint, std::string_view host) {
+  return std::any_of(endpoint.redirect_hosts.begin(), endpoint.redirect_hosts.end(),
+                     [host](const HostPattern& pattern) { return host_matches(pattern, host); });
 }
 
 bool binary_matches(const BinaryPattern& pattern, const Caller& caller) {
@@ -148,7 +161,7 @@ Decision decide(const Policy& policy, const EgressRequest& request) {
   if (decision.verdict == Verdict::Allow) return decision;
   decision.reason =
       decision.rules_considered.empty()
-          ? "endpoint " + host_port(request.host, request.port) + " is not allowed by any policy"
+          ? "endpoint " + format_host_port(request.host, request.port) + " is not allowed by any policy"
           : binary_denied_reason(request.caller, decision.rules_considered);
   return decision;
 }

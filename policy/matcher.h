@@ -36,9 +36,15 @@ struct Decision {
 
 Decision decide(const Policy& policy, const EgressRequest& request);
 
+// Whether a 3xx from `endpoint` may send its caller to `host` (lowercase or not; an IPv6 literal without
+// brackets): true when one of the endpoint's `redirects` patterns matches it, as `host` would.
+bool redirect_allowed(const Endpoint& endpoint, std::string_view host);
+
 // Building blocks, exposed for tests and for later stages (explain, L7).
 bool host_matches(const HostPattern& pattern, std::string_view host);
 bool binary_matches(const BinaryPattern& pattern, const Caller& caller);
-bool path_glob_matches(std::string_view glob, std::string_view path);  // '/'-segmented * and **
+bool path_glob_matches(std::string_view glob, std::string_view path);    // '/'-segmented * and **
+bool value_glob_matches(std::string_view glob, std::string_view value);  // '*' (or '**') matches any run
+std::string format_host_port(std::string_view host, uint16_t port);      // "h:443", "[::1]:443"
 
 }  // namespace egressd::policy

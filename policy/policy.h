@@ -24,8 +24,8 @@ struct HostPattern {
   std::vector<std::string> labels;  // text split on '.', for wildcard matching
 };
 
-// One method/path/query rule of an L7 (`protocol: rest`) endpoint. Enforced by a later stage; loaded
-// and validated now.
+// One method/path/query rule of an L7 (`protocol: rest`) endpoint, evaluated by decide_http()
+// (policy/http_matcher.h) against each request the proxy sees.
 struct HttpRule {
   std::string method;                                                   // upper case, or "*" for any
   std::string path;                                                     // glob with * and **; empty = any
@@ -55,6 +55,9 @@ struct Endpoint {
   std::vector<HttpRule> rules;
   std::vector<HttpRule> deny_rules;
   std::vector<Cidr> allowed_ips;
+  // `redirects` (egressd's own key): hosts a 3xx from this endpoint may send the same process to. The
+  // proxy lets that process fetch exactly the Location URL for a short window; see redirect_allowed().
+  std::vector<HostPattern> redirect_hosts;
   SourceLocation where;
 };
 

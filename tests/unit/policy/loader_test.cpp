@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tests/unit/policy/policy_fixtures.h"
@@ -77,6 +78,13 @@ const BrokenFile kBrokenFiles[] = {
     {"query_any_empty", 12, 34, "'any' must list at least one glob"},
     {"query_value_sequence", 12, 27,
      "expected a glob string or { any: [globs] } for query parameter 'q', found a sequence"},
+    {"redirects_empty", 7, 20, "'redirects' must list at least one host pattern"},
+    {"redirects_entry_not_string", 8, 13,
+     "expected a host pattern such as objects.githubusercontent.com in 'redirects', found a mapping"},
+    {"redirects_not_sequence", 7, 20, "expected a sequence of host patterns for 'redirects', found '5'"},
+    {"redirects_too_broad", 7, 54,
+     "in 'redirects': host pattern '*.com' is too broad: its last two labels must be literal"},
+    {"redirects_with_scheme", 8, 13, "in 'redirects': host 'https://objects.githubusercontent.com' is a URL"},
     {"rule_not_mapping", 3, 11,
      "expected a mapping with 'endpoints' and 'binaries' for rule 'github', found a sequence"},
     {"rules_empty", 8, 16, "'rules' must list at least one '- allow: {...}' rule"},
@@ -89,7 +97,7 @@ const BrokenFile kBrokenFiles[] = {
     {"tls_unknown", 5, 49, "unknown tls 'verify'"},
     {"top_level_sequence", 1, 1, "expected a mapping with 'version: 1', found a sequence"},
     {"unknown_binary_key", 7, 31, "unknown key 'sha256' in a binary entry"},
-    {"unknown_endpoint_key_redirects", 7, 9, "unknown key 'redirects' in an endpoint"},
+    {"unknown_endpoint_key_allow_encoded_slash", 9, 9, "unknown key 'allow_encoded_slash' in an endpoint"},
     {"unknown_rule_key", 4, 5, "unknown key 'description' in a rule"},
     {"unknown_top_level_key", 8, 1, "unknown key 'network_middlewares' at the top level"},
     {"version_missing", 1, 1, "missing 'version: 1'"},
@@ -137,6 +145,7 @@ const ValidFile kValidFiles[] = {
      {{13, "'filesystem_policy' is not enforced"}, {17, "'landlock' is not enforced"}}},
     {"wildcards", 1, {}},
     {"l7_endpoints", 2, {}},
+    {"redirects", 1, {}},
     {"deprecated_keys",
      1,
      {{6,
@@ -284,6 +293,91 @@ TEST_CASE("L7 settings load normalized: methods upper-cased, queries, deny rules
   CHECK(db.allowed_ips[1].family == 6);
   CHECK(db.allowed_ips[2].prefix_len == 32);
   CHECK(policy.rules[1].binaries[0].is_glob);
+}
+
+TEST_CASE("redirects load as lowercase host patterns, wildcards split into labels") {
+  Result<std::shared_ptr<const Policy>, LoadErrors> loaded =
+      load_policy_file(data_path("valid/redirects.yaml"));
+  if (!loaded) FAIL(format_errors(loaded.error()));
+  const Rule& github = (*loaded)->rules[0];
+  REQUIRE(github.endpoints.size() == 2);
+  const std::vector<HostPattern>& api = github.endpoints[0].redirect_hosts;
+  REQUIRE(api.size() == 2);
+  CHECK(api[0].text == "*.s3.*.amazonaws.com");
+  CHECK(api[0].is_wildcard);
+  CHECK(api[0].labels == std::vector<std::string>{"*", "s3", "*", "amazonaws", "com"});
+  CHECK(api[1].text == "objects.githubusercontent.com");
+  CHECK_FALSE(api[1].is_wildcard);
+  const std::vector<HostPattern>& web = github.endpoints[1].redirect_hosts;
+  REQUIRE(web.size() == 1);
+  CHECK(web[0].text == "**.githubusercontent.com");
+  CHECK(web[0].is_wildcard);
+}
+
+TEST_CASE("an endpoint without 'redirects' has no redirect hosts") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  plain: { endpoints: [{ host: example.com, port: 443 }], binaries: [{ path: /usr/bin/curl }] }
+)");
+  CHECK(policy->rules[0].endpoints[0].redirect_hosts.empty());
+}
+
+TEST_CASE("every bad entry of 'redirects' is reported, each at its own position") {
+  const LoadErrors errors = errors_from_yaml(R"(version: 1
+network_policies:
+  r:
+    endpoints:
+      - host: api.example.com
+        port: 443
+        redirects: ["*", ok.example.com, [nested], "**", "10.0.0.*", "a b.example.com"]
+    binaries: [{ path: /a }]
+)");
+  std::vector<std::string> lines;
+  for (const LoadError& error : errors) lines.push_back(error.to_string());
+  CAPTURE(format_errors(errors));
+  REQUIRE(lines.size() == 5);
+  CHECK(contains(lines[0], "test.yaml:7:21: in 'redirects': host pattern '*' is too broad"));
+  CHECK(contains(lines[1], "test.yaml:7:42: expected a host pattern such as"));
+  CHECK(contains(lines[2], "test.yaml:7:52: in 'redirects': host pattern '**' is too broad"));
+  CHECK(
+      contains(lines[3], "test.yaml:7:58: in 'redirects': host '10.0.0.*' is an IP address with a wildcard"));
+  CHECK(contains(lines[4], "test.yaml:7:70: in 'redirects': host 'a b.example.com' contains a space"));
+}
+
+TEST_CASE("an L7 protocol other than rest loads with a warning that its requests are not checked") {
+  for (std::string_view protocol : {"websocket", "graphql", "mcp", "json-rpc", "sql"}) {
+    CAPTURE(protocol);
+    const auto policy = policy_from_yaml(std::string(R"(
+version: 1
+network_policies:
+  r:
+    endpoints:
+      - { host: api.example.com, port: 443, protocol: )") +
+                                         std::string(protocol) + R"(, rules: [{ allow: { method: POST } }] }
+    binaries: [{ path: /a }]
+)");
+    REQUIRE(policy->warnings.size() == 1);
+    CHECK(policy->warnings[0].where.line == 6);
+    CHECK(policy->warnings[0].message ==
+          "'protocol: " + std::string(protocol) +
+              "' is not enforced by egressd: requests on this endpoint are not "
+              "checked against its 'access', 'rules' or 'deny_rules' (host, port "
+              "and binary still are)");
+  }
+}
+
+TEST_CASE("'protocol: rest' and 'protocol: tcp' load without a warning") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  r:
+    endpoints:
+      - { host: api.example.com, port: 443, protocol: rest, access: full }
+      - { host: db.example.com, port: 5432, protocol: tcp }
+    binaries: [{ path: /a }]
+)");
+  CHECK(policy->warnings.empty());
 }
 
 TEST_CASE("endpoint settings default to no protocol, automatic TLS and enforce") {

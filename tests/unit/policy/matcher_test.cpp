@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tests/unit/policy/policy_fixtures.h"
@@ -143,6 +144,83 @@ TEST_CASE("path globs: '*' stays within one segment, '**' crosses segments") {
     CAPTURE(row.path);
     CHECK(path_glob_matches(row.glob, row.path) == row.want);
   }
+}
+
+TEST_CASE("value globs: '*' and '**' match any run, '/' included, and everything else itself") {
+  struct Row {
+    std::string_view glob;
+    std::string_view value;
+    bool want;
+  };
+  const Row rows[] = {
+      {"*", "", true},
+      {"*", "a/b c", true},
+      {"**", "a/b", true},
+      {"repo:*", "repo:a/b", true},
+      {"repo:*", "repo:", true},
+      {"repo:*", "Repo:a", false},
+      {"10", "10", true},
+      {"10", "100", false},
+      {"a*c", "abbc", true},
+      {"a*c", "abcd", false},
+      {"*.tar.gz", "x.tar.gz", true},
+      {"", "", true},
+      {"", "x", false},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.glob);
+    CAPTURE(row.value);
+    CHECK(value_glob_matches(row.glob, row.value) == row.want);
+  }
+}
+
+TEST_CASE("redirect_allowed matches a Location host against the endpoint's redirects like a host pattern") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  github:
+    endpoints:
+      - host: api.github.com
+        port: 443
+        redirects: ["*.s3.*.amazonaws.com", objects.githubusercontent.com, "**.example.org", "fd00::1"]
+      - { host: github.com, port: 443 }
+    binaries: [{ path: /usr/bin/git }]
+)");
+  const Endpoint& with = policy->rules[0].endpoints[0];
+  const Endpoint& without = policy->rules[0].endpoints[1];
+  struct Row {
+    std::string_view host;
+    bool want;
+  };
+  const Row rows[] = {
+      {"bucket.s3.us-east-1.amazonaws.com", true},
+      {"BUCKET.S3.US-EAST-1.AMAZONAWS.COM", true},
+      {"s3.us-east-1.amazonaws.com", false},
+      {"a.bucket.s3.us-east-1.amazonaws.com", false},
+      {"bucket.s3.amazonaws.com", false},
+      {"objects.githubusercontent.com", true},
+      {"Objects.GitHubUserContent.com", true},
+      {"evil.objects.githubusercontent.com", false},
+      {"objects.githubusercontent.com.evil.com", false},
+      {"a.example.org", true},
+      {"a.b.example.org", true},
+      {"example.org", false},
+      {"fd00::1", true},
+      {"fd00::2", false},
+      {"api.github.com", false},  // the endpoint's own host is not a redirect target unless listed
+      {"", false},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    CHECK(redirect_allowed(with, row.host) == row.want);
+    CHECK_FALSE(redirect_allowed(without, row.host));
+  }
+}
+
+TEST_CASE("format_host_port writes host:port, an IPv6 literal in brackets") {
+  CHECK(format_host_port("api.example.com", 443) == "api.example.com:443");
+  CHECK(format_host_port("10.0.0.1", 80) == "10.0.0.1:80");
+  CHECK(format_host_port("fd00::1", 8443) == "[fd00::1]:8443");
 }
 
 TEST_CASE("a rule allows only when both its binary and its endpoint match") {

@@ -7,8 +7,11 @@
 #include <cstdio>
 #include <mutex>
 #include <stdexcept>
+#include <string>
 
+#include "tests/support/server_stream.h"
 #include "tests/support/tcp_server.h"
+#include "tests/support/test_ca.h"
 
 namespace egressd::test {
 namespace {
@@ -76,22 +79,70 @@ std::string pattern_slice(size_t offset, size_t length) {
   return out;
 }
 
-std::string response(int status, std::string_view reason, std::string_view content_type,
-                     std::string_view body, bool keep_alive, std::string_view extra_headers = {}) {
-  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
-  if (!content_type.empty()) out += "Content-Type: " + std::string(content_type) + "\r\n";
-  out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  out += extra_headers;
-  if (!keep_alive) out += "Connection: close\r\n";
-  out += "\r\n";
-  out += body;
-  return out;
+// True if the comma-separated header value `list` holds `token` (case-insensitive), as Connection does.
+bool has_token(std::string_view list, std::string_view token) {
+  while (true) {
+    const size_t comma = list.find(',');
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) return false;
+    list.remove_prefix(comma + 1);
+  }
 }
+
+// One chunk of a chunked body.
+std::string chunk(std::string_view data) {
+  char size_line[32];
+  std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+  return size_line + std::string(data) + "\r\n";
+}
+
+const char* redirect_reason(int status) {
+  switch (status) {
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    default:
+      return nullptr;
+  }
+}
+
+// How one request is answered: the response head follows the request (keep-alive, HEAD).
+struct Reply {
+  bool keep_alive;
+  bool head_only;  // a HEAD request: the head a GET would get, without the body
+
+  std::string operator()(int status, std::string_view reason, std::string_view content_type,
+                         std::string_view body, std::string_view extra_headers = {}) const {
+    std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) + "\r\n";
+    if (!content_type.empty()) out += "Content-Type: " + std::string(content_type) + "\r\n";
+    out += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+    out += extra_headers;
+    if (!keep_alive) out += "Connection: close\r\n";
+    out += "\r\n";
+    if (!head_only) out += body;
+    return out;
+  }
+  // The head of a chunked 200 response; the caller sends the chunks.
+  std::string chunked_head(std::string_view content_type, std::string_view extra_headers = {}) const {
+    std::string out = "HTTP/1.1 200 OK\r\nContent-Type: " + std::string(content_type) + "\r\n";
+    out += extra_headers;
+    out += "Transfer-Encoding: chunked\r\n";
+    if (!keep_alive) out += "Connection: close\r\n";
+    return out + "\r\n";
+  }
+};
 
 // Reads HTTP/1.1 requests off one connection. `buffer_` holds bytes received but not yet consumed.
 class RequestReader {
  public:
-  explicit RequestReader(ServerConnection& io) : io_(io) {}
+  explicit RequestReader(ServerStream& io) : io_(io) {}
 
   // The next request head, or nothing at EOF / on a malformed head.
   std::optional<RecordedRequest> read_head() {
@@ -121,6 +172,9 @@ class RequestReader {
     }
     return request;
   }
+
+  // Bytes received after the last request read (the start of an upgraded protocol's stream).
+  std::string take_buffered() { return std::exchange(buffer_, {}); }
 
   // The body announced by the head (Content-Length or chunked); nothing if the connection ends first.
   std::optional<std::string> read_body(const RecordedRequest& request) {
@@ -172,7 +226,7 @@ class RequestReader {
     }
   }
 
-  ServerConnection& io_;
+  ServerStream& io_;
   std::string buffer_;
 };
 
@@ -192,8 +246,10 @@ std::string RecordedRequest::head_text() const {
 }
 
 struct LocalOrigin::State {
-  State(const std::string& address, std::string body)
-      : hello_body(std::move(body)), server(address, [this](ServerConnection& io) { serve(io); }) {}
+  State(const std::string& address, std::string body, const ServerCert* cert)
+      : hello_body(std::move(body)),
+        tls(cert ? std::make_unique<TlsServerConfig>(*cert) : nullptr),
+        server(address, [this](ServerConnection& io) { serve(io); }) {}
   ~State() {
     {
       std::lock_guard lock(mutex);
@@ -204,13 +260,17 @@ struct LocalOrigin::State {
   }
 
   void serve(ServerConnection& io);
-  bool send_slow(ServerConnection& io, const std::string& target, bool keep_alive);
+  void serve_http(ServerConnection& io, ServerStream& stream, const std::string& sni);
+  bool send_slow(ServerConnection& io, ServerStream& stream, const std::string& target, const Reply& reply);
+  bool send_events(ServerConnection& io, ServerStream& stream, const std::string& target, const Reply& reply);
+  static void serve_upgrade(ServerStream& stream, RequestReader& reader, const std::string& protocol);
   void record(RecordedRequest request) {
     std::lock_guard lock(mutex);
     recorded.push_back(std::move(request));
   }
 
   const std::string hello_body;
+  const std::unique_ptr<TlsServerConfig> tls;  // null: plain HTTP
   std::atomic<size_t> slow_sent{0};
   mutable std::mutex mutex;
   std::condition_variable released_cv;
@@ -221,59 +281,89 @@ struct LocalOrigin::State {
 };
 
 void LocalOrigin::State::serve(ServerConnection& io) {
-  RequestReader reader(io);
+  if (!tls) {
+    PlainServerStream stream(io);
+    serve_http(io, stream, {});
+    return;
+  }
+  TlsServerStream stream(io, *tls);
+  if (!stream.handshake()) return;
+  serve_http(io, stream, stream.sni());
+  stream.finish();
+}
+
+void LocalOrigin::State::serve_http(ServerConnection& io, ServerStream& stream, const std::string& sni) {
+  RequestReader reader(stream);
   while (true) {
     std::optional<RecordedRequest> request = reader.read_head();
     if (!request) return;
     request->connection = io.index();
+    request->sni = sni;
     const std::optional<std::string> expect = request->header("Expect");
-    if (expect && iequals(*expect, "100-continue") && !io.send_all("HTTP/1.1 100 Continue\r\n\r\n")) return;
+    if (expect && iequals(*expect, "100-continue") && !stream.send_all("HTTP/1.1 100 Continue\r\n\r\n")) {
+      return;
+    }
     const std::optional<std::string> body = reader.read_body(*request);
     if (!body) return;
     request->body_size = body->size();
-    const std::optional<std::string> connection = request->header("Connection");
-    const bool keep_alive = request->version == "HTTP/1.1" && !(connection && iequals(*connection, "close"));
-    const std::string method = request->method;
-    const std::string target = request->target;
-    record(std::move(*request));
+    record(*request);
 
+    const std::optional<std::string> connection = request->header("Connection");
+    const Reply reply{
+        .keep_alive = request->version == "HTTP/1.1" && !(connection && has_token(*connection, "close")),
+        .head_only = request->method == "HEAD"};
+    const std::string& method = request->method;
+    const std::string& target = request->target;
     const std::string path = target.substr(0, target.find('?'));
+    const bool get_or_head = method == "GET" || method == "HEAD";
     bool sent;
-    if (method == "GET" && path == "/hello") {
-      sent = io.send_all(response(200, "OK", "text/plain", hello_body, keep_alive));
-    } else if (method == "GET" && path == "/bytes") {
-      sent = io.send_all(
-          response(200, "OK", "application/octet-stream", pattern(size_param(target, "n", 0)), keep_alive));
+    if (get_or_head && path == "/hello") {
+      sent = stream.send_all(reply(200, "OK", "text/plain", hello_body));
+    } else if (get_or_head && path == "/bytes") {
+      sent =
+          stream.send_all(reply(200, "OK", "application/octet-stream", pattern(size_param(target, "n", 0))));
     } else if (method == "GET" && path == "/slow") {
-      sent = send_slow(io, target, keep_alive);
+      sent = send_slow(io, stream, target, reply);
+    } else if (method == "GET" && path == "/events") {
+      sent = send_events(io, stream, target, reply);
     } else if (method == "POST" && path == "/echo") {
-      sent = io.send_all(response(200, "OK", "application/octet-stream", *body, keep_alive));
-    } else if (method == "GET" && path == "/redirect") {
+      sent = stream.send_all(reply(200, "OK", "application/octet-stream", *body));
+    } else if (path == "/redirect") {
       const std::string location = query_param(target, "to").value_or("/");
-      sent = io.send_all(response(302, "Found", "", "", keep_alive, "Location: " + location + "\r\n"));
+      const int status = static_cast<int>(size_param(target, "status", 302));
+      const char* reason = redirect_reason(status);
+      sent = reason
+                 ? stream.send_all(reply(status, reason, "", "", "Location: " + location + "\r\n"))
+                 : stream.send_all(reply(400, "Bad Request", "text/plain", "unsupported redirect status\n"));
+    } else if (method == "GET" && path == "/upgrade") {
+      const std::optional<std::string> protocol = request->header("Upgrade");
+      if (protocol && !protocol->empty() && connection && has_token(*connection, "upgrade")) {
+        serve_upgrade(stream, reader, *protocol);
+        return;
+      }
+      sent = stream.send_all(reply(400, "Bad Request", "text/plain",
+                                   "/upgrade needs Connection: Upgrade and an Upgrade header\n"));
+    } else if (path == "/any" || path.starts_with("/any/")) {
+      sent = stream.send_all(reply(200, "OK", "text/plain", method + " " + target + "\n"));
     } else {
-      sent = io.send_all(response(404, "Not Found", "text/plain", "not found\n", keep_alive));
+      sent = stream.send_all(reply(404, "Not Found", "text/plain", "not found\n"));
     }
-    if (!sent || !keep_alive) return;
+    if (!sent || !reply.keep_alive) return;
   }
 }
 
-bool LocalOrigin::State::send_slow(ServerConnection& io, const std::string& target, bool keep_alive) {
+bool LocalOrigin::State::send_slow(ServerConnection& io, ServerStream& stream, const std::string& target,
+                                   const Reply& reply) {
   const size_t total = size_param(target, "n", 0);
-  const size_t chunk = std::max<size_t>(1, size_param(target, "chunk", 16384));
+  const size_t chunk_size = std::max<size_t>(1, size_param(target, "chunk", 16384));
   const auto delay = std::chrono::milliseconds(size_param(target, "delay_ms", 10));
   const bool holds = query_param(target, "hold_at").has_value();
   const size_t hold_at = size_param(target, "hold_at", 0);
-  std::string head =
-      "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n";
-  if (!keep_alive) head += "Connection: close\r\n";
-  if (!io.send_all(head + "\r\n")) return false;
+  if (!stream.send_all(reply.chunked_head("application/octet-stream"))) return false;
   bool held = false;
-  for (size_t offset = 0; offset < total; offset += chunk) {
-    const size_t length = std::min(chunk, total - offset);
-    char size_line[32];
-    std::snprintf(size_line, sizeof size_line, "%zx\r\n", length);
-    if (!io.send_all(size_line + pattern_slice(offset, length) + "\r\n")) return false;
+  for (size_t offset = 0; offset < total; offset += chunk_size) {
+    const size_t length = std::min(chunk_size, total - offset);
+    if (!stream.send_all(chunk(pattern_slice(offset, length)))) return false;
     slow_sent += length;
     if (holds && !held && offset + length >= hold_at) {
       held = true;
@@ -283,19 +373,51 @@ bool LocalOrigin::State::send_slow(ServerConnection& io, const std::string& targ
     }
     if (offset + length < total && !io.pause_for(delay)) return false;
   }
-  return io.send_all("0\r\n\r\n");
+  return stream.send_all("0\r\n\r\n");
 }
 
-LocalOrigin::LocalOrigin(const std::string& address, std::string hello_body)
-    : state_(std::make_unique<State>(address, std::move(hello_body))) {}
+bool LocalOrigin::State::send_events(ServerConnection& io, ServerStream& stream, const std::string& target,
+                                     const Reply& reply) {
+  const size_t count = size_param(target, "n", 3);
+  const auto interval = std::chrono::milliseconds(size_param(target, "interval_ms", 100));
+  if (!stream.send_all(reply.chunked_head("text/event-stream", "Cache-Control: no-cache\r\n"))) return false;
+  for (size_t i = 1; i <= count; ++i) {
+    if (i > 1 && !io.pause_for(interval)) return false;
+    const auto now = std::chrono::duration_cast<std::chrono::milliseconds>(
+        std::chrono::system_clock::now().time_since_epoch());
+    if (!stream.send_all(chunk("data: " + std::to_string(i) + " " + std::to_string(now.count()) + "\n\n"))) {
+      return false;
+    }
+  }
+  return stream.send_all("0\r\n\r\n");
+}
+
+void LocalOrigin::State::serve_upgrade(ServerStream& stream, RequestReader& reader,
+                                       const std::string& protocol) {
+  if (!stream.send_all("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: " + protocol +
+                       "\r\n\r\n")) {
+    return;
+  }
+  std::string pending = reader.take_buffered();  // sent right behind the request head
+  while (pending.empty() || stream.send_all(pending)) {
+    pending.clear();
+    if (!stream.read_some(pending)) return;  // EOF: the connection closes
+  }
+}
+
+LocalOrigin::LocalOrigin(const std::string& address, std::string hello_body, const ServerCert* cert)
+    : state_(std::make_unique<State>(address, std::move(hello_body), cert)) {}
 LocalOrigin::LocalOrigin(LocalOrigin&&) noexcept = default;
 LocalOrigin::~LocalOrigin() = default;
 
 LocalOrigin LocalOrigin::http(std::string hello_body) {
-  return LocalOrigin("127.0.0.1", std::move(hello_body));
+  return LocalOrigin("127.0.0.1", std::move(hello_body), nullptr);
 }
 LocalOrigin LocalOrigin::http_v6(std::string hello_body) {
-  return LocalOrigin("::1", std::move(hello_body));
+  return LocalOrigin("::1", std::move(hello_body), nullptr);
+}
+LocalOrigin LocalOrigin::https(const ServerCert& cert, std::string hello_body) {
+  return LocalOrigin("127.0.0.1", std::move(hello_body), &cert);
 }
 
 const std::string& LocalOrigin::host() const {
@@ -308,7 +430,14 @@ std::string LocalOrigin::host_port() const {
   return state_->server.host_port();
 }
 std::string LocalOrigin::url(std::string_view path) const {
-  return "http://" + host_port() + std::string(path);
+  return (is_https() ? "https://" : "http://") + host_port() + std::string(path);
+}
+std::string LocalOrigin::url_as(std::string_view name, std::string_view path) const {
+  return (is_https() ? "https://" : "http://") + std::string(name) + ":" + std::to_string(port()) +
+         std::string(path);
+}
+bool LocalOrigin::is_https() const {
+  return state_->tls != nullptr;
 }
 
 std::vector<RecordedRequest> LocalOrigin::requests() const {

@@ -1,16 +1,29 @@
 // An HTTP/1.1 origin server inside the test process, on 127.0.0.1 (or ::1) and an ephemeral port, with
-// its own threads. It serves a few fixed routes, records every request it receives and counts accepted
-// connections, so tests can prove keep-alive reuse and that a denied request never reached it.
-//   GET  /hello                  -> 200, the configured body ("hello\n" by default)
-//   GET  /bytes?n=N              -> 200, pattern(N) with Content-Length
+// its own threads, in plain HTTP or HTTPS (a certificate from TestCa; TLS 1.2+, ALPN http/1.1). It serves a
+// few fixed routes, records every request it receives and counts accepted connections, so tests can prove
+// keep-alive reuse and that a denied request never reached it.
+//   GET  /hello                  -> 200, the configured body ("hello\n" by default); HEAD too
+//   GET  /bytes?n=N              -> 200, pattern(N) with Content-Length; HEAD too
 //   GET  /slow?n=N&chunk=K&delay_ms=D[&hold_at=H]
 //                                -> 200, chunked: pattern(N) in K-byte chunks every D ms; with hold_at, it
 //                                   stops after the chunk that reaches H bytes until release_holds()
+//   GET  /events?n=N&interval_ms=D
+//                                -> 200, text/event-stream, no-cache, chunked: N events (default 3)
+//                                   "data: <i> <ms since the epoch when sent>\n\n", i = 1..N, one chunk
+//                                   each, D ms apart (default 100)
 //   POST /echo                   -> 200, the request body (Content-Length or chunked request bodies)
-//   GET  /redirect?to=URL        -> 302 with Location: URL
+//   ANY  /redirect?to=URL[&status=S]
+//                                -> S (301, 302, 303, 307 or 308; default 302) with Location: URL;
+//                                   another S -> 400
+//   GET  /upgrade                -> with `Connection: Upgrade` and `Upgrade: P`: 101 Switching Protocols
+//                                   (Upgrade: P), then every byte received is echoed back until EOF;
+//                                   without them -> 400
+//   ANY  /any, /any/...          -> 200, text/plain "METHOD TARGET\n", the target as on the request line
+//                                   (path and query), so tests see which method and path arrived
 //   anything else                -> 404
-// Keep-alive unless the request says `Connection: close`; `Expect: 100-continue` gets its 100.
-// The destructor stops serving, closes every connection and joins every thread.
+// A HEAD request (to /hello, /bytes, /redirect, /any/... or a 404) gets the head without the body. Keep-alive
+// unless the request says `Connection: close`; `Expect: 100-continue` gets its 100. The destructor stops
+// serving, closes every connection and joins every thread.
 #pragma once
 
 #include <chrono>
@@ -25,6 +38,8 @@
 
 namespace egressd::test {
 
+struct ServerCert;
+
 struct RecordedRequest {
   std::string method;
   std::string target;  // as on the request line (origin-form, or absolute-form if a proxy sent that)
@@ -32,6 +47,7 @@ struct RecordedRequest {
   std::vector<std::pair<std::string, std::string>> headers;  // in order, as received
   size_t body_size = 0;
   size_t connection = 0;  // which accepted connection carried it (1-based)
+  std::string sni;        // the TLS server name the client sent on that connection; empty for plain HTTP
 
   // The first header named `name` (case-insensitive).
   std::optional<std::string> header(std::string_view name) const;
@@ -44,14 +60,21 @@ class LocalOrigin {
  public:
   static LocalOrigin http(std::string hello_body = "hello\n");     // 127.0.0.1
   static LocalOrigin http_v6(std::string hello_body = "hello\n");  // ::1
+  // HTTPS on 127.0.0.1 with `cert` (say TestCa::issue({"mirror.example.com", "127.0.0.1"})). Clients reach
+  // it by any name the certificate lists, resolved to 127.0.0.1 elsewhere (curl or egressd --resolve).
+  static LocalOrigin https(const ServerCert& cert, std::string hello_body = "hello\n");
   LocalOrigin(LocalOrigin&&) noexcept;
   LocalOrigin& operator=(LocalOrigin&&) = delete;
   ~LocalOrigin();
 
   const std::string& host() const;  // "127.0.0.1" or "::1"
   uint16_t port() const;
-  std::string host_port() const;                 // "127.0.0.1:PORT" or "[::1]:PORT"
-  std::string url(std::string_view path) const;  // "http://" + host_port() + path (path starts with '/')
+  std::string host_port() const;  // "127.0.0.1:PORT" or "[::1]:PORT"
+  // "http://" or "https://", then host_port() + path (path starts with '/').
+  std::string url(std::string_view path) const;
+  // The same URL with `name` in place of the address: "https://mirror.example.com:PORT/path".
+  std::string url_as(std::string_view name, std::string_view path) const;
+  bool is_https() const;
 
   std::vector<RecordedRequest> requests() const;
   size_t connections_accepted() const;
@@ -67,7 +90,7 @@ class LocalOrigin {
 
  private:
   struct State;
-  LocalOrigin(const std::string& address, std::string hello_body);
+  LocalOrigin(const std::string& address, std::string hello_body, const ServerCert* cert);
 
   std::unique_ptr<State> state_;
 };

@@ -136,6 +136,161 @@ TEST_CASE("LocalOrigin answers /redirect with 302 and Location, and unknown path
           .out == "404");
 }
 
+TEST_CASE("LocalOrigin answers /redirect with the status it is asked for" * doctest::timeout(30)) {
+  LocalOrigin origin = LocalOrigin::http();
+  const std::string to = "http://127.0.0.1:9/next";
+  struct Row {
+    std::string status;
+    const char* want_code;
+    bool redirects;
+  };
+  const Row rows[] = {{"301", "301", true}, {"302", "302", true},  {"303", "303", true}, {"307", "307", true},
+                      {"308", "308", true}, {"200", "400", false}, {"404", "400", false}};
+  for (const Row& row : rows) {
+    CAPTURE(row.status);
+    const RunResult result =
+        run({curl(), "-q", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+             origin.url("/redirect?status=" + row.status + "&to=" + to)});
+    CHECK(result.out == std::string(row.want_code) + " " + (row.redirects ? to : ""));
+  }
+}
+
+// The body of a chunked response split into its chunks; nothing if `response` is not complete chunking.
+std::optional<std::vector<std::string>> chunks_of(const std::string& response) {
+  size_t at = response.find("\r\n\r\n");
+  if (at == std::string::npos) return std::nullopt;
+  at += 4;
+  std::vector<std::string> chunks;
+  while (true) {
+    const size_t line_end = response.find("\r\n", at);
+    if (line_end == std::string::npos) return std::nullopt;
+    const size_t size = std::stoul(response.substr(at, line_end - at), nullptr, 16);
+    at = line_end + 2;
+    if (size == 0)
+      return response.compare(at, std::string::npos, "\r\n") == 0 ? std::optional(chunks) : std::nullopt;
+    if (response.size() < at + size + 2) return std::nullopt;
+    chunks.push_back(response.substr(at, size));
+    at += size + 2;
+  }
+}
+
+TEST_CASE("LocalOrigin streams /events as one chunk per event, interval_ms apart" * doctest::timeout(30)) {
+  LocalOrigin origin = LocalOrigin::http();
+  RawClient client("127.0.0.1", origin.port());
+  REQUIRE(client.send("GET /events?n=4&interval_ms=150 HTTP/1.1\r\nHost: x\r\n\r\n"));
+  const std::string response = client.read_until("\r\n0\r\n\r\n", 10s);
+  INFO(response);
+  CHECK(response.starts_with("HTTP/1.1 200 OK\r\n"));
+  const std::string head = response.substr(0, response.find("\r\n\r\n") + 2);
+  CHECK(head.find("\r\nContent-Type: text/event-stream\r\n") != std::string::npos);
+  CHECK(head.find("\r\nCache-Control: no-cache\r\n") != std::string::npos);
+  CHECK(head.find("\r\nTransfer-Encoding: chunked\r\n") != std::string::npos);
+  const std::optional<std::vector<std::string>> events = chunks_of(response);
+  REQUIRE(events);
+  REQUIRE(events->size() == 4);
+  long long previous_ms = 0;
+  for (size_t i = 0; i < events->size(); ++i) {
+    const std::string& event = (*events)[i];
+    CAPTURE(event);
+    const std::string prefix = "data: " + std::to_string(i + 1) + " ";
+    REQUIRE(event.starts_with(prefix));
+    REQUIRE(event.ends_with("\n\n"));
+    const long long sent_ms = std::stoll(event.substr(prefix.size()));
+    if (i > 0) {
+      CHECK(sent_ms - previous_ms >= 140);  // the pause, give or take the clock's granularity
+      CHECK(sent_ms - previous_ms < 5000);
+    }
+    previous_ms = sent_ms;
+  }
+  CHECK_FALSE(client.peer_closed());  // keep-alive
+}
+
+TEST_CASE("LocalOrigin delivers each /events event as it is sent, not at the end" * doctest::timeout(30)) {
+  LocalOrigin origin = LocalOrigin::http();
+  const TempDir dir;
+  Child events(
+      {curl(), "-q", "-sS", "-N", "-o", dir.file("out"), origin.url("/events?n=2&interval_ms=20000")});
+  REQUIRE(wait_for([&] { return try_read_file(dir.file("out")).value_or("").starts_with("data: 1 "); }, 10s));
+  CHECK(events.running());  // the second event is 20 s away
+  CHECK(read_file(dir.file("out")).find("data: 2 ") == std::string::npos);
+}
+
+TEST_CASE("LocalOrigin switches protocols on /upgrade and echoes every byte until EOF" *
+          doctest::timeout(30)) {
+  LocalOrigin origin = LocalOrigin::http();
+  RawClient client("127.0.0.1", origin.port());
+  REQUIRE(
+      client.send("GET /upgrade HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n"
+                  "Upgrade: websocket\r\n\r\nsent early "));
+  const std::string first = client.read_until("\r\n\r\n", 10s);
+  REQUIRE(first.find("\r\n\r\n") != std::string::npos);
+  const size_t head_size = first.find("\r\n\r\n") + 4;
+  const std::string head = first.substr(0, head_size);
+  CHECK(head.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
+  CHECK(head.find("\r\nUpgrade: websocket\r\n") != std::string::npos);
+  CHECK(head.find("\r\nConnection: Upgrade\r\n") != std::string::npos);
+  const std::string want = "sent early " + LocalOrigin::pattern(200'000);
+  REQUIRE(client.send(want.substr(11)));
+  const std::string echoed = client.read_at_least(head_size + want.size(), 10s).substr(head_size);
+  CHECK(echoed.size() == want.size());
+  CHECK(LocalOrigin::checksum(echoed) == LocalOrigin::checksum(want));
+  client.shutdown_write();
+  CHECK(client.read_until_close(10s).size() == head_size + want.size());  // nothing more, then the close
+  CHECK(client.peer_closed());
+  REQUIRE(origin.requests().size() == 1);
+  CHECK(origin.requests()[0].header("Upgrade") == "websocket");
+}
+
+TEST_CASE("LocalOrigin refuses /upgrade without Connection: Upgrade and an Upgrade header" *
+          doctest::timeout(30)) {
+  LocalOrigin origin = LocalOrigin::http();
+  const std::string missing[] = {"", "Upgrade: websocket\r\n", "Connection: Upgrade\r\n"};
+  for (const std::string& headers : missing) {
+    CAPTURE(headers);
+    RawClient client("127.0.0.1", origin.port());
+    REQUIRE(client.send("GET /upgrade HTTP/1.1\r\nHost: x\r\n" + headers + "\r\n"));
+    CHECK(client.read_until("\r\n", 10s).starts_with("HTTP/1.1 400 Bad Request\r\n"));
+  }
+}
+
+TEST_CASE("LocalOrigin answers any method under /any/ with the method and target it received" *
+          doctest::timeout(30)) {
+  LocalOrigin origin = LocalOrigin::http();
+  struct Row {
+    std::string method;
+    std::string target;
+  };
+  const Row rows[] = {{"GET", "/any/repos/x/y?per_page=1&q=a%20b"},
+                      {"POST", "/any/upload"},
+                      {"PUT", "/any"},
+                      {"DELETE", "/any/a/b/"},
+                      {"PATCH", "/any/x?y"},
+                      {"OPTIONS", "/any/x"}};
+  for (const Row& row : rows) {
+    CAPTURE(row.method);
+    CAPTURE(row.target);
+    const RunResult result =
+        run({curl(), "-q", "-sS", "-X", row.method, "--data-binary", "ignored", origin.url(row.target)});
+    CHECK(result.out == row.method + " " + row.target + "\n");
+    CHECK(origin.requests().back().method == row.method);
+  }
+  CHECK(run({curl(), "-q", "-sS", "-o", "/dev/null", "-w", "%{http_code}", origin.url("/anything")}).out ==
+        "404");
+}
+
+TEST_CASE("LocalOrigin answers HEAD with the head a GET gets and no body" * doctest::timeout(30)) {
+  LocalOrigin origin = LocalOrigin::http();
+  const RunResult result =
+      run({curl(), "-q", "-sS", "-I", origin.url("/hello"), origin.url("/any/x"), origin.url("/nope")});
+  CHECK(result.exit_code == 0);
+  INFO(result.out);
+  CHECK(result.out.starts_with("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n"));
+  CHECK(result.out.find("Content-Length: 12\r\n") != std::string::npos);  // "HEAD /any/x\n"
+  CHECK(result.out.find("HTTP/1.1 404 Not Found\r\n") != std::string::npos);
+  CHECK(origin.connections_accepted() == 1);  // no stray body broke the keep-alive
+  CHECK(origin.requests().size() == 3);
+}
+
 TEST_CASE("LocalOrigin serves on ::1" * doctest::timeout(30)) {
   LocalOrigin origin = LocalOrigin::http_v6();
   CHECK(origin.host() == "::1");

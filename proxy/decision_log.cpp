@@ -44,11 +44,10 @@ std::string format_decision(const DecisionRecord& r) {
   }
   json.field(field::kMethod, r.method).field(field::kHost, r.host).field(field::kPort, int64_t{r.port});
   if (!r.url.empty()) json.field(field::kUrl, r.url);
-  if (r.event == "allow") {
-    json.field(field::kRule, r.rule);
-  } else {
-    json.field(field::kRulesConsidered, r.rules_considered);
-  }
+  if (r.event == "allow" || !r.rule.empty()) json.field(field::kRule, r.rule);
+  if (!r.http_rule.empty()) json.field(field::kHttpRule, r.http_rule);
+  if (r.event != "allow") json.field(field::kRulesConsidered, r.rules_considered);
+  if (!r.redirect_chain_json.empty()) json.raw_field(field::kRedirectedBy, r.redirect_chain_json);
   json.field(field::kReason, r.reason).field(field::kPolicyHash, r.policy_hash);
   return json.str();
 }

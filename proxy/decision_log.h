@@ -13,7 +13,7 @@ namespace egressd::proxy {
 
 namespace field {
 inline constexpr const char* kTime = "time";
-inline constexpr const char* kEvent = "event";  // "deny", "revoked" (deny log); "allow" (access log)
+inline constexpr const char* kEvent = "event";  // "deny", "revoked", "audit" (deny log); "allow" (access log)
 inline constexpr const char* kSession = "session";
 inline constexpr const char* kClient = "client";
 inline constexpr const char* kBinary = "binary";
@@ -25,7 +25,11 @@ inline constexpr const char* kHost = "host";
 inline constexpr const char* kPort = "port";
 inline constexpr const char* kUrl = "url";
 inline constexpr const char* kRulesConsidered = "rules_considered";
-inline constexpr const char* kRule = "rule";
+inline constexpr const char* kRule = "rule";  // the network_policies entry that allowed (or refused, L7)
+inline constexpr const char* kHttpRule =
+    "http_rule";  // protocol: rest: which access/rule decided the request
+inline constexpr const char* kRedirectedBy =
+    "redirected_by";  // the redirect hops that led here, oldest first
 inline constexpr const char* kReason = "reason";
 inline constexpr const char* kPolicyHash = "policy_hash";
 }  // namespace field
@@ -40,7 +44,9 @@ struct DecisionRecord {
   uint16_t port = 0;
   std::string url;  // absolute URL when known; omitted when empty
   std::vector<std::string> rules_considered;
-  std::string rule;  // the allowing rule (access log)
+  std::string rule;                 // the allowing rule (access log), or the rule whose HTTP rules refused
+  std::string http_rule;            // protocol: rest endpoints: the access preset or rule that decided
+  std::string redirect_chain_json;  // a JSON array of hops (see RedirectHop), or empty
   std::string reason;
   std::string policy_hash;
 };

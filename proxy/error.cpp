@@ -14,6 +14,7 @@ int http_status(ErrorKind kind) {
     case ErrorKind::DnsFailed:
     case ErrorKind::ConnectFailed:
     case ErrorKind::UpstreamFailed:
+    case ErrorKind::UpstreamTlsFailed:
       return 502;
     case ErrorKind::Timeout:
       return 504;
@@ -38,6 +39,8 @@ const char* error_code(ErrorKind kind) {
       return "upstream_unreachable";
     case ErrorKind::UpstreamFailed:
       return "upstream_failed";
+    case ErrorKind::UpstreamTlsFailed:
+      return "upstream_tls_failed";
     case ErrorKind::Timeout:
       return "timeout";
     case ErrorKind::Internal:

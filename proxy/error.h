@@ -14,6 +14,7 @@ enum class ErrorKind {
   DnsFailed,
   ConnectFailed,
   UpstreamFailed,
+  UpstreamTlsFailed,
   Timeout,
   Internal
 };

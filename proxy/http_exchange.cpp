@@ -57,9 +57,8 @@ SerializedHead upstream_request_head(const MessageHead& request, const Target& t
   SerializedHead out;
   const std::string connection = connection_tokens(request);
   const bool upgrade = request.upgrade && !request.header("upgrade").empty();
-  out.bytes = fmt::format(
-      "{} {} HTTP/1.1\r\nHost: {}\r\n", request.method, target.origin_form,
-      target.port == 80 ? (target.is_ipv6 ? "[" + target.host + "]" : target.host) : target.authority());
+  out.bytes = fmt::format("{} {} HTTP/1.1\r\nHost: {}\r\n", request.method, target.origin_form,
+                          target.host_for_header());
   for (const auto& [name, value] : request.headers) {
     if (iequals(name, "host") || is_hop_by_hop(name, connection)) continue;
     out.bytes += fmt::format("{}: {}\r\n", name, value);

@@ -69,4 +69,19 @@ JsonObject& JsonObject::null_field(std::string_view k) {
   return *this;
 }
 
+JsonObject& JsonObject::raw_field(std::string_view k, std::string_view json) {
+  key(k);
+  text_ += json;
+  return *this;
+}
+
+std::string json_array(const std::vector<std::string>& objects) {
+  std::string out = "[";
+  for (size_t i = 0; i < objects.size(); ++i) {
+    if (i > 0) out += ',';
+    out += objects[i];
+  }
+  return out + "]";
+}
+
 }  // namespace egressd::proxy

@@ -18,11 +18,16 @@ class JsonObject {
   JsonObject& field(std::string_view key, int64_t value);
   JsonObject& field(std::string_view key, const std::vector<std::string>& values);
   JsonObject& null_field(std::string_view key);
+  // `json` must be valid JSON text built by another JsonObject or JsonArray (never client bytes).
+  JsonObject& raw_field(std::string_view key, std::string_view json);
   std::string str() const { return text_ + "}"; }
 
  private:
   void key(std::string_view k);
   std::string text_ = "{";
 };
+
+// A JSON array of objects: `[` + each JsonObject's str(), comma-separated + `]`.
+std::string json_array(const std::vector<std::string>& objects);
 
 }  // namespace egressd::proxy

@@ -1,11 +1,14 @@
 // egressd: flags -> Settings, builds everything, runs the loop. The only place where the parts are wired.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include <cerrno>
 #include <charconv>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -25,6 +28,7 @@
 #include "proxy/server.h"
 #include "proxy/settings.h"
 #include "proxy/uv_handle.h"
+#include "tls/ca.h"
 
 namespace egressd::proxy {
 namespace {
@@ -32,6 +36,8 @@ namespace {
 constexpr std::string_view kUsage = R"(usage:
   egressd run [options]      run the proxy (defaults: --listen 127.0.0.1:3128, the embedded example policy)
   egressd check FILE...      validate policy files; prints FILE:LINE:COL errors; exit 0 valid, 1 invalid
+  egressd ca init --out DIR [--name CN]
+                             create a CA for TLS termination in DIR and print how clients trust it
   egressd version
 
 run options:
@@ -42,6 +48,11 @@ run options:
   --resolve HOST=ADDR        dial ADDR for HOST instead of asking DNS (repeatable)
   --no-watch                 reload only on SIGHUP, not when the file changes
   --ready-file FILE          write the listening address here once ready
+  --ca-cert FILE --ca-key FILE
+                             the CA that signs certificates for terminated TLS (PEM; the key mode 0600)
+  --state-dir DIR            without --ca-cert: the CA is DIR/ca/ca.pem, generated on first run
+                             (default $STATE_DIRECTORY, else /var/lib/egressd)
+  --upstream-ca FILE         also trust these CAs when verifying upstream servers
   --log-level LEVEL          trace, debug, info (default), warn, error
   --head-timeout-ms N        time allowed for a request head (default 30000)
   --identify-timeout-ms N    time allowed to identify the caller (default 5000)
@@ -112,6 +123,14 @@ Result<Settings, std::string> parse_run_flags(const std::vector<std::string_view
       settings.deny_log_path = std::string(*v);
     } else if (flag == "--access-log") {
       settings.access_log_path = std::string(*v);
+    } else if (flag == "--ca-cert") {
+      settings.ca_cert_path = std::string(*v);
+    } else if (flag == "--ca-key") {
+      settings.ca_key_path = std::string(*v);
+    } else if (flag == "--state-dir") {
+      settings.state_dir = std::string(*v);
+    } else if (flag == "--upstream-ca") {
+      settings.upstream_ca_path = std::string(*v);
     } else if (flag == "--ready-file") {
       settings.ready_file = std::string(*v);
     } else if (flag == "--log-level") {
@@ -141,7 +160,71 @@ Result<Settings, std::string> parse_run_flags(const std::vector<std::string_view
       return unexpected(fmt::format("unknown option '{}'", flag));
     }
   }
+  if (settings.ca_cert_path.empty() != settings.ca_key_path.empty()) {
+    return unexpected(std::string("--ca-cert and --ca-key go together"));
+  }
+  if (settings.state_dir.empty()) {
+    const char* from_systemd = std::getenv("STATE_DIRECTORY");
+    settings.state_dir = from_systemd != nullptr && *from_systemd != '\0' ? from_systemd : "/var/lib/egressd";
+  }
   return settings;
+}
+
+// The CA given with --ca-cert/--ca-key, or the one in the state directory (generated on first run).
+Result<std::shared_ptr<const tls::CertificateAuthority>, std::string> load_ca(const Settings& settings) {
+  if (!settings.ca_cert_path.empty()) {
+    auto ca = tls::CertificateAuthority::load(settings.ca_cert_path, settings.ca_key_path);
+    if (!ca) return unexpected(ca.error().detail);
+    return *ca;
+  }
+  bool created = false;
+  // The state directory itself is created on first run (systemd's StateDirectory= makes it beforehand).
+  if (::mkdir(settings.state_dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return unexpected(
+        fmt::format("cannot create state directory {}: {}", settings.state_dir, std::strerror(errno)));
+  }
+  const std::string dir = settings.state_dir + "/ca";
+  auto ca = tls::CertificateAuthority::load_or_generate(dir, created);
+  if (!ca) return unexpected(ca.error().detail);
+  if (created) {
+    log::warn("generated a new CA in {} ({}); clients must trust {} to talk TLS through egressd", dir,
+              (*ca)->sha256_fingerprint(), (*ca)->cert_path());
+    log::info("client trust set-up:\n{}", tls::client_trust_instructions((*ca)->cert_path()));
+  }
+  return *ca;
+}
+
+int run_ca(const std::vector<std::string_view>& args) {
+  if (args.empty() || args[0] != "init") {
+    std::fputs("usage: egressd ca init --out DIR [--name CN]\n", stderr);
+    return 2;
+  }
+  std::string out;
+  std::string name = "egressd CA";
+  for (size_t i = 1; i < args.size(); ++i) {
+    if ((args[i] == "--out" || args[i] == "--name") && i + 1 < args.size()) {
+      (args[i] == "--out" ? out : name) = std::string(args[i + 1]);
+      ++i;
+    } else {
+      std::fprintf(stderr, "egressd ca init: unknown option '%s'\n", std::string(args[i]).c_str());
+      return 2;
+    }
+  }
+  if (out.empty()) {
+    std::fputs("egressd ca init: --out DIR is required\n", stderr);
+    return 2;
+  }
+  auto ca = tls::CertificateAuthority::generate(out, name);
+  if (!ca) {
+    std::fprintf(stderr, "egressd ca init: %s\n", ca.error().detail.c_str());
+    return 1;
+  }
+  std::printf(
+      "created %s (%s)\n  certificate: %s\n  key:         %s/ca-key.pem (mode 0600)\n"
+      "  sha256:      %s\n\nTo let clients trust it:\n%s",
+      (*ca)->subject().c_str(), name.c_str(), (*ca)->cert_path().c_str(), out.c_str(),
+      (*ca)->sha256_fingerprint().c_str(), tls::client_trust_instructions((*ca)->cert_path()).c_str());
+  return 0;
 }
 
 int run_check(const std::vector<std::string_view>& files) {
@@ -257,6 +340,21 @@ int run(const Settings& settings) {
   }
   policy::PolicyStore store(settings.policy_path.value_or(""), *loaded);
 
+  // Refuse to start with an unusable CA rather than run without the ability to inspect TLS.
+  auto ca = load_ca(settings);
+  if (!ca) {
+    log::error("{}", ca.error());
+    return 1;
+  }
+
+  auto upstream_tls = tls::UpstreamTls::create(settings.upstream_ca_path);
+  if (!upstream_tls) {
+    log::error("upstream TLS: {}", upstream_tls.error().detail);
+    return 1;
+  }
+  Interception interception(*ca, *upstream_tls);
+  RedirectMemory redirects;
+
   DecisionLog deny_log;
   DecisionLog access_log;
   for (auto [log_file, path] :
@@ -281,7 +379,8 @@ int run(const Settings& settings) {
   }
   int status = 0;
   {
-    Server server(&loop, settings, store, deny_log, access_log, procid::identify_peer);
+    Server server(&loop, settings, store, deny_log, access_log, procid::identify_peer, interception,
+                  redirects);
     std::unique_ptr<PolicyWatcher> watcher;
     auto fail = [&status](const std::string& message) {
       log::error("{}", message);
@@ -337,6 +436,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "check") return run_check(args);
+  if (command == "ca") return run_ca(args);
   if (command == "run") {
     auto settings = parse_run_flags(args);
     if (!settings) {

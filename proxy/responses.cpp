@@ -37,13 +37,13 @@ std::string header_safe(std::string_view text) {
 }
 
 std::string json_response(int status, std::string_view code, std::string_view reason_header,
-                          const std::string& body) {
-  std::string extra;
-  if (!reason_header.empty()) extra = fmt::format("X-Egressd-Reason: {}\r\n", header_safe(reason_header));
+                          const std::string& body, std::string extra = {}, bool close_after = true) {
+  if (!reason_header.empty()) extra += fmt::format("X-Egressd-Reason: {}\r\n", header_safe(reason_header));
   return fmt::format(
-      "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n"
+      "HTTP/1.1 {} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{}"
       "Cache-Control: no-store\r\nX-Egressd-Error: {}\r\n{}\r\n{}",
-      status, reason_phrase(status), body.size() + 1, code, extra, body + "\n");
+      status, reason_phrase(status), body.size() + 1, close_after ? "Connection: close\r\n" : "", code, extra,
+      body + "\n");
 }
 
 }  // namespace
@@ -61,7 +61,28 @@ std::string deny_response(const DenyDetails& deny) {
     body.null_field("binary").null_field("pid");
   }
   body.field("host", deny.host).field("port", int64_t{deny.port});
+  if (!deny.redirect_chain_json.empty()) body.raw_field("redirected_by", deny.redirect_chain_json);
   return json_response(403, "policy_denied", deny.reason, body.str());
+}
+
+std::string http_deny_response(const HttpDenyDetails& deny, bool close_after) {
+  JsonObject body;
+  body.field("error", "policy_denied")
+      .field("detail", fmt::format("{} {} not permitted by policy", deny.method, deny.path))
+      .field("reason", deny.reason)
+      .field("policy", deny.policy)
+      .field("rule", deny.http_rule)
+      .field("method", deny.method)
+      .field("path", deny.path);
+  if (deny.caller != nullptr) {
+    body.field("binary", deny.caller->exe).field("pid", static_cast<int64_t>(deny.caller->pid));
+  } else {
+    body.null_field("binary").null_field("pid");
+  }
+  body.field("host", deny.host).field("port", int64_t{deny.port});
+  if (!deny.redirect_chain_json.empty()) body.raw_field("redirected_by", deny.redirect_chain_json);
+  return json_response(403, "policy_denied", deny.reason, body.str(),
+                       fmt::format("X-Egressd-Policy: {}\r\n", header_safe(deny.policy)), close_after);
 }
 
 std::string error_response(const Error& error) {

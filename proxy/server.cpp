@@ -11,13 +11,16 @@
 namespace egressd::proxy {
 
 Server::Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& policies,
-               DecisionLog& deny_log, DecisionLog& access_log, Identifier identify)
+               DecisionLog& deny_log, DecisionLog& access_log, Identifier identify,
+               Interception& interception, RedirectMemory& redirects)
     : loop_(loop),
       settings_(settings),
       policies_(policies),
       deny_log_(deny_log),
       access_log_(access_log),
-      identify_(std::move(identify)) {}
+      identify_(std::move(identify)),
+      interception_(interception),
+      redirects_(redirects) {}
 
 Server::~Server() = default;
 

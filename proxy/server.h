@@ -14,7 +14,9 @@
 #include "policy/store.h"
 #include "procid/identify.h"
 #include "proxy/decision_log.h"
+#include "proxy/interception.h"
 #include "proxy/offloop.h"
+#include "proxy/redirect_memory.h"
 #include "proxy/settings.h"
 #include "proxy/uv_handle.h"
 
@@ -25,7 +27,7 @@ class Session;
 class Server {
  public:
   Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& policies, DecisionLog& deny_log,
-         DecisionLog& access_log, Identifier identify);
+         DecisionLog& access_log, Identifier identify, Interception& interception, RedirectMemory& redirects);
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server();
@@ -44,6 +46,8 @@ class Server {
   const std::shared_ptr<const policy::Policy>& policy() const { return policies_.current(); }
   DecisionLog& deny_log() { return deny_log_; }
   DecisionLog& access_log() { return access_log_; }
+  Interception& interception() { return interception_; }
+  RedirectMemory& redirects() { return redirects_; }
   Session* find(SessionId id);
   void on_identified(SessionId id, Result<procid::PeerIdentity, procid::LookupError> result);
   // The session is finished: it is destroyed after the current callback returns.
@@ -62,6 +66,8 @@ class Server {
   DecisionLog& deny_log_;
   DecisionLog& access_log_;
   Identifier identify_;
+  Interception& interception_;
+  RedirectMemory& redirects_;
   UvHandle<uv_tcp_t> listener_;
   UvHandle<uv_check_t> reaper_;
   std::unordered_map<SessionId, std::unique_ptr<Session>> sessions_;

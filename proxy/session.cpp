@@ -1,15 +1,19 @@
+// Session core: the phase table, what each event means in each phase, request heads, decisions, and the
+// ways a session ends. Upstream set-up and TLS are in session_upstream.cpp, the HTTP exchange in
+// session_exchange.cpp.
 #include "proxy/session.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
-#include <cstdlib>
+#include <algorithm>
 #include <cstring>
 
 #include <fmt/format.h>
 
 #include "common/check.h"
 #include "common/log.h"
+#include "policy/http_matcher.h"
 #include "proxy/decision_log.h"
 #include "proxy/responses.h"
 #include "proxy/server.h"
@@ -17,72 +21,22 @@
 namespace egressd::proxy {
 namespace {
 
-constexpr size_t kReadBytes = 64 * 1024;
-constexpr size_t kHighWatermark = 1024 * 1024;  // stop reading the other leg above this queue size
-constexpr size_t kLowWatermark = 256 * 1024;    // and resume below this
-constexpr uint64_t kLingerMs = 2'000;           // after our own error response, wait this long for EOF
-
-struct WriteOp {
-  uv_write_t req{};
-  std::string text;       // either text...
-  char* owned = nullptr;  // ...or a malloc'd read buffer passed through without a copy
-  ~WriteOp() { std::free(owned); }
-};
-
-struct ConnectOp {
-  uv_connect_t req{};
-};
-
-struct ShutdownOp {
-  uv_shutdown_t req{};
-};
-
-struct DnsOp {
-  uv_getaddrinfo_t req{};
-  Server* server = nullptr;  // outlives the loop
-  SessionId id = 0;
-};
-
-void uv_on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* answers) noexcept {
-  std::unique_ptr<DnsOp> op(static_cast<DnsOp*>(req->data));
-  Session* session = op->server->find(op->id);
-  if (session == nullptr) {  // finished while DNS was in flight
-    if (answers != nullptr) uv_freeaddrinfo(answers);
-    return;
-  }
-  session->on_resolved(status, answers);
-}
-
-procid::IpAddress address_of(const sockaddr_storage& addr) {
+std::string address_text(const sockaddr_storage& addr, procid::IpAddress& ip, uint16_t& port) {
   if (addr.ss_family == AF_INET6) {
     const auto& a6 = reinterpret_cast<const sockaddr_in6&>(addr);
     uint8_t bytes[16];
     std::memcpy(bytes, &a6.sin6_addr, 16);
-    return procid::IpAddress::v6(bytes);
+    ip = procid::IpAddress::v6(bytes);  // a v4-mapped address becomes plain IPv4
+    port = ntohs(a6.sin6_port);
+    return ip.family == 6 ? fmt::format("[{}]:{}", ip.to_string(), port)
+                          : fmt::format("{}:{}", ip.to_string(), port);
   }
   const auto& a4 = reinterpret_cast<const sockaddr_in&>(addr);
   uint8_t bytes[4];
   std::memcpy(bytes, &a4.sin_addr, 4);
-  return procid::IpAddress::v4(bytes);
-}
-
-uint16_t port_of(const sockaddr_storage& addr) {
-  return ntohs(addr.ss_family == AF_INET6 ? reinterpret_cast<const sockaddr_in6&>(addr).sin6_port
-                                          : reinterpret_cast<const sockaddr_in&>(addr).sin_port);
-}
-
-std::string address_text(const sockaddr_storage& addr) {
-  const auto ip = address_of(addr);
-  return ip.family == 6 ? fmt::format("[{}]:{}", ip.to_string(), port_of(addr))
-                        : fmt::format("{}:{}", ip.to_string(), port_of(addr));
-}
-
-// Parses an IP literal into a sockaddr with the given port.
-bool to_sockaddr(const std::string& ip, uint16_t port, sockaddr_storage& out) {
-  out = {};
-  if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(&out)) == 0) return true;
-  out = {};
-  return uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(&out)) == 0;
+  ip = procid::IpAddress::v4(bytes);
+  port = ntohs(a4.sin_port);
+  return fmt::format("{}:{}", ip.to_string(), port);
 }
 
 }  // namespace
@@ -97,10 +51,16 @@ const char* phase_name(Session::Phase phase) {
       return "Resolving";
     case Session::Phase::Connecting:
       return "Connecting";
+    case Session::Phase::Sniffing:
+      return "Sniffing";
+    case Session::Phase::ClientHandshake:
+      return "ClientHandshake";
     case Session::Phase::Tunneling:
       return "Tunneling";
     case Session::Phase::Forwarding:
       return "Forwarding";
+    case Session::Phase::Discarding:
+      return "Discarding";
     case Session::Phase::Draining:
       return "Draining";
     case Session::Phase::Closed:
@@ -110,9 +70,14 @@ const char* phase_name(Session::Phase phase) {
 }
 
 Session::Session(Server& server, SessionId id)
-    : server_(server), id_(id), client_parser_(HTTP_REQUEST, *this, /*pause_at_head=*/true) {}
+    : server_(server),
+      id_(id),
+      client_(LegId::Client, *this, id),
+      upstream_(LegId::Upstream, *this, id),
+      client_parser_(std::make_unique<MessageParser>(HTTP_REQUEST, static_cast<MessageSink&>(*this),
+                                                     /*pause_at_head=*/true)) {}
 
-Session::~Session() = default;  // UvHandle members close their handles; libuv frees them later
+Session::~Session() = default;  // the legs and the timer close their handles; libuv frees them later
 
 void Session::transition_to(Phase next) {
   using P = Phase;
@@ -120,19 +85,29 @@ void Session::transition_to(Phase next) {
   bool ok = next == P::Closed || next == P::Draining;
   switch (phase_) {
     case P::ReadingHead:
-      ok = ok || next == P::Identifying || next == P::Resolving || next == P::Forwarding;
+      ok = ok || next == P::Identifying || next == P::Resolving || next == P::Connecting ||
+           next == P::Forwarding || next == P::Discarding;
       break;
     case P::Identifying:
-      ok = ok || next == P::Resolving || next == P::Forwarding;
+      ok = ok || next == P::Resolving || next == P::Forwarding || next == P::Discarding;
       break;
     case P::Resolving:
       ok = ok || next == P::Connecting;
       break;
     case P::Connecting:
-      ok = ok || next == P::Connecting || next == P::Tunneling || next == P::Forwarding;
+      ok = ok || next == P::Connecting || next == P::Sniffing || next == P::Forwarding;
+      break;
+    case P::Sniffing:
+      ok = ok || next == P::ClientHandshake || next == P::ReadingHead || next == P::Tunneling;
+      break;
+    case P::ClientHandshake:
+      ok = ok || next == P::ReadingHead;
       break;
     case P::Forwarding:
       ok = ok || next == P::ReadingHead || next == P::Tunneling;
+      break;
+    case P::Discarding:
+      ok = ok || next == P::ReadingHead;
       break;
     case P::Tunneling:
       break;
@@ -156,138 +131,90 @@ Result<procid::TcpTuple, std::string> Session::accept(uv_stream_t* listener) {
   if (int rc = timer_.init(this, [loop](uv_timer_t* h) { return uv_timer_init(loop, h); }); rc != 0) {
     return unexpected(fmt::format("uv_timer_init: {}", uv_err_name(rc)));
   }
-  if (int rc = client_.init(this, [loop](uv_tcp_t* h) { return uv_tcp_init(loop, h); }); rc != 0) {
-    return unexpected(fmt::format("uv_tcp_init: {}", uv_err_name(rc)));
+  if (int rc = client_.accept(loop, listener); rc != 0) {
+    return unexpected(fmt::format("accepting a connection: {}", uv_err_name(rc)));
   }
-  if (int rc = uv_accept(listener, client_.stream()); rc != 0) {
-    return unexpected(fmt::format("uv_accept: {}", uv_err_name(rc)));
-  }
-  uv_tcp_nodelay(client_.get(), 1);
   sockaddr_storage peer{};
   sockaddr_storage local{};
   int peer_len = sizeof peer;
   int local_len = sizeof local;
-  if (int rc = uv_tcp_getpeername(client_.get(), reinterpret_cast<sockaddr*>(&peer), &peer_len); rc != 0) {
+  if (int rc = uv_tcp_getpeername(client_.tcp(), reinterpret_cast<sockaddr*>(&peer), &peer_len); rc != 0) {
     return unexpected(fmt::format("uv_tcp_getpeername: {}", uv_err_name(rc)));
   }
-  if (int rc = uv_tcp_getsockname(client_.get(), reinterpret_cast<sockaddr*>(&local), &local_len); rc != 0) {
+  if (int rc = uv_tcp_getsockname(client_.tcp(), reinterpret_cast<sockaddr*>(&local), &local_len); rc != 0) {
     return unexpected(fmt::format("uv_tcp_getsockname: {}", uv_err_name(rc)));
   }
-  client_address_ = address_text(peer);
-  return procid::TcpTuple{address_of(peer), port_of(peer), address_of(local), port_of(local)};
+  procid::TcpTuple tuple;
+  client_address_ = address_text(peer, tuple.client_ip, tuple.client_port);
+  address_text(local, tuple.proxy_ip, tuple.proxy_port);
+  return tuple;
 }
 
 void Session::start() {
   if (phase_ != Phase::ReadingHead) return;
   log::debug("[S{}] accepted {}", id_, client_address_);
-  want_reading(kClient, true);
+  client_.want_reading(true);
   arm_timer(server_.settings().head_timeout_ms);
 }
 
-// ---- libuv trampolines ---------------------------------------------------------------------------
+// ---- events from the legs ------------------------------------------------------------------------
 
-void Session::uv_on_alloc(uv_handle_t* /*handle*/, size_t /*suggested*/, uv_buf_t* buf) noexcept {
-  buf->base = static_cast<char*>(std::malloc(kReadBytes));
-  buf->len = buf->base == nullptr ? 0 : kReadBytes;
-}
-
-void Session::uv_on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
-  auto* self = static_cast<Session*>(stream->data);
-  if (self == nullptr || nread == 0) {
-    std::free(buf->base);
-    return;
-  }
-  const Leg leg = stream == self->client_.stream() ? kClient : kUpstream;
-  if (nread < 0) {
-    std::free(buf->base);
-    self->on_read_end(leg, nread);
-    return;
-  }
-  self->on_read(leg, buf->base, static_cast<size_t>(nread));  // takes the buffer
-}
-
-void Session::uv_on_write(uv_write_t* req, int status) noexcept {
-  std::unique_ptr<WriteOp> op(static_cast<WriteOp*>(req->data));  // the op owns its bytes
-  auto* self = static_cast<Session*>(req->handle->data);
-  if (self == nullptr) return;  // the handle is closing; nobody is left to tell
-  self->on_write_done(req->handle == self->client_.stream() ? kClient : kUpstream, status);
-}
-
-void Session::uv_on_shutdown(uv_shutdown_t* req, int status) noexcept {
-  std::unique_ptr<ShutdownOp> op(static_cast<ShutdownOp*>(req->data));
-  auto* self = static_cast<Session*>(req->handle->data);
-  if (self == nullptr) return;
-  self->on_shutdown_done(req->handle == self->client_.stream() ? kClient : kUpstream, status);
-}
-
-void Session::uv_on_connect(uv_connect_t* req, int status) noexcept {
-  std::unique_ptr<ConnectOp> op(static_cast<ConnectOp*>(req->data));
-  auto* self = static_cast<Session*>(req->handle->data);
-  if (self == nullptr) return;  // this upstream attempt was abandoned
-  self->on_connected(status);
-}
-
-void Session::uv_on_timer(uv_timer_t* timer) noexcept {
-  auto* self = static_cast<Session*>(timer->data);
-  if (self == nullptr) return;
-  self->on_timer();
-}
-
-// ---- reading -------------------------------------------------------------------------------------
-
-void Session::on_read(Leg leg, char* data, size_t size) {
+void Session::on_leg_data(LegId from, std::string_view bytes) {
   last_activity_ms_ = uv_now(server_.loop());
+  const bool from_client = from == LegId::Client;
   switch (phase_) {
     case Phase::Tunneling:
-      (leg == kClient ? bytes_up_ : bytes_down_) += size;
-      send_owned(leg == kClient ? kUpstream : kClient, data, size);
-      return;
+      (from_client ? bytes_up_ : bytes_down_) += bytes.size();
+      return leg(from_client ? LegId::Upstream : LegId::Client).send(std::string(bytes));
+    case Phase::Sniffing:
+      if (from_client) return sniff(bytes);
+      if (by_redirect_grant_ || endpoint_->protocol == policy::Protocol::Rest) {
+        return deny(fmt::format("{} spoke first, so the stream is not HTTP, and {} allows only HTTP requests "
+                                "it can check",
+                                target_.authority(),
+                                by_redirect_grant_ ? "a redirect grant"
+                                                   : fmt::format("rule '{}' (protocol: rest)", rule_->name)),
+                    {}, "deny");
+      }
+      start_tunnel({});
+      bytes_down_ += bytes.size();
+      return client_.send(std::string(bytes));
     case Phase::ReadingHead:
-      if (leg == kClient) {
-        feed_client(std::string_view(data, size));
-      } else {
-        close_upstream();  // an idle upstream must not speak; drop it rather than guess
-      }
-      break;
+    case Phase::Discarding:
+      if (from_client) return feed_client(bytes);
+      return close_upstream();  // an idle upstream must not speak; drop it rather than guess
     case Phase::Forwarding:
-      if (leg == kClient) {
-        if (request_done_) {
-          pending_client_.append(data, size);  // the next (pipelined) request waits its turn
-          want_reading(kClient, false);
-        } else {
-          feed_client(std::string_view(data, size));
-        }
-      } else {
-        feed_upstream(std::string_view(data, size));
+      if (!from_client) return feed_upstream(bytes);
+      if (request_done_) {
+        pending_client_.append(bytes);  // the next (pipelined) request waits its turn
+        return client_.want_reading(false);
       }
-      break;
+      return feed_client(bytes);
     case Phase::Identifying:
     case Phase::Resolving:
     case Phase::Connecting:
-      if (leg == kClient) pending_client_.append(data, size);
-      break;
+    case Phase::ClientHandshake:
+      if (from_client) pending_client_.append(bytes);
+      return;
     case Phase::Draining:  // discard whatever the client still sends after our response
     case Phase::Closed:
-      break;
+      return;
   }
-  std::free(data);
 }
 
-void Session::on_read_end(Leg leg, ssize_t status) {
+void Session::on_leg_end(LegId from, int status) {
   const bool is_eof = status == UV_EOF;
-  if (!is_eof)
-    log::debug("[S{}] read error on {}: {}", id_, leg == kClient ? "client" : "upstream",
-               uv_err_name(status));
-  eof_[leg] = true;
-  want_reading(leg, false);
+  const bool from_client = from == LegId::Client;
   switch (phase_) {
     case Phase::Tunneling:
-      if (!is_eof) return finish(leg == kClient ? "client reset the tunnel" : "upstream reset the tunnel");
-      shutdown_leg(leg == kClient ? kUpstream : kClient);  // half-close: pass the EOF on
-      if (eof_[kClient] && eof_[kUpstream] && shutdowns_pending_ == 0) finish("tunnel closed by both sides");
+      if (!is_eof) return finish(from_client ? "client reset the tunnel" : "upstream reset the tunnel");
+      leg(from_client ? LegId::Upstream : LegId::Client).shutdown();  // half-close: pass the EOF on
+      if (client_.eof() && upstream_.eof() && !client_.shutdown_pending() && !upstream_.shutdown_pending()) {
+        finish("tunnel closed by both sides");
+      }
       return;
     case Phase::Forwarding:
-      if (leg == kClient) {
+      if (from_client) {
         if (!request_done_ || !is_eof) return finish("client closed during the request");
         close_client_after_ = true;  // answer this request, then close
         return;
@@ -303,54 +230,131 @@ void Session::on_read_end(Leg leg, ssize_t status) {
       }
       return finish("upstream closed mid-response");
     case Phase::ReadingHead:
-      if (leg == kUpstream) return close_upstream();
-      return finish(client_parser_.in_head() && !pending_client_.empty() ? "client closed mid-head"
-                                                                         : "client closed");
+    case Phase::Discarding:
+      if (!from_client) return close_upstream();
+      return finish(client_parser_->in_head() && !pending_client_.empty() ? "client closed mid-head"
+                                                                          : "client closed");
+    case Phase::Sniffing:
+      if (from_client) return finish("client closed the tunnel before sending anything");
+      return finish("upstream closed the tunnel before sending anything");
+    case Phase::ClientHandshake:
+      if (from_client) return finish("client closed during the TLS handshake");
+      return close_upstream();  // the next request dials again
     case Phase::Identifying:
     case Phase::Resolving:
     case Phase::Connecting:
-      if (leg == kClient) return finish("client closed before the upstream was ready");
+      if (from_client) return finish("client closed before the upstream was ready");
+      if (phase_ == Phase::Connecting && upstream_.has_tls()) {
+        return respond_error(
+            {ErrorKind::UpstreamTlsFailed, Side::Upstream,
+             fmt::format("{} closed the connection during the TLS handshake", target_.authority())});
+      }
       return;
     case Phase::Draining:
-      if (leg == kClient) return finish("done");
+      if (from_client && !client_.shutdown_pending()) return finish("done");
       return;
     case Phase::Closed:
       return;
   }
 }
 
+void Session::on_leg_write_failed(LegId to, std::string_view why) {
+  log::debug("[S{}] write to {} failed: {}", id_, leg_name(to), why);
+  finish("write failed");
+}
+
+void Session::on_leg_shutdown_done(LegId /*leg*/) {
+  if (client_.shutdown_pending() || upstream_.shutdown_pending()) return;
+  if (phase_ == Phase::Tunneling && client_.eof() && upstream_.eof()) {
+    finish("tunnel closed by both sides");
+  } else if (phase_ == Phase::Draining && client_.eof()) {
+    finish("done");
+  }
+}
+
+void Session::on_leg_backlog(LegId leg_id, bool high) {
+  // Backpressure: while one side's write queue is long, stop reading what would only queue up there.
+  leg(leg_id == LegId::Client ? LegId::Upstream : LegId::Client).set_throttled(high);
+}
+
+// ---- request heads -------------------------------------------------------------------------------
+
 void Session::feed_client(std::string_view bytes) {
-  while (phase_ == Phase::ReadingHead || (phase_ == Phase::Forwarding && !request_done_)) {
-    const auto step = client_parser_.feed(bytes);
+  while (phase_ == Phase::ReadingHead || phase_ == Phase::Discarding ||
+         (phase_ == Phase::Forwarding && !request_done_)) {
+    const auto step = client_parser_->feed(bytes);
     bytes.remove_prefix(std::min(step.consumed, bytes.size()));
     switch (step.event) {
       case MessageParser::Event::NeedMore:
         return;
       case MessageParser::Event::HeadComplete:
         pending_client_.assign(bytes);
-        want_reading(kClient, false);
+        client_.want_reading(false);
         return on_request_head();
       case MessageParser::Event::MessageComplete:
       case MessageParser::Event::Upgrade:
-        request_done_ = true;
-        if (request_framing_ == BodyFraming::Chunked) send(kUpstream, std::string(kLastChunk));
         pending_client_.append(bytes);
-        want_reading(kClient, false);
+        if (phase_ == Phase::Discarding) return next_request();
+        request_done_ = true;
+        if (request_framing_ == BodyFraming::Chunked) upstream_.send(std::string(kLastChunk));
+        client_.want_reading(false);
         return;
       case MessageParser::Event::HeadTooLarge:
         return respond_error({ErrorKind::HeadTooLarge, Side::Client,
                               fmt::format("request head larger than {} bytes or {} header fields",
                                           kMaxHeadBytes, kMaxHeaderCount)});
       case MessageParser::Event::Invalid:
-        if (phase_ == Phase::Forwarding) return finish("malformed request body: " + client_parser_.error());
+        if (phase_ != Phase::ReadingHead) return finish("malformed request body: " + client_parser_->error());
         return respond_error(
-            {ErrorKind::BadRequest, Side::Client, "malformed request: " + client_parser_.error()});
+            {ErrorKind::BadRequest, Side::Client, "malformed request: " + client_parser_->error()});
     }
   }
 }
 
+// A request inside a CONNECT: origin-form (or absolute-form naming the same authority) for tunnel_.
+Result<Target, std::string> Session::inner_target(const MessageHead& head) const {
+  if (head.method == "CONNECT")
+    return unexpected(std::string("CONNECT inside a CONNECT tunnel is not supported"));
+  Target target = *tunnel_;
+  if (head.url.starts_with('/')) {
+    target.origin_form = head.url;
+    return target;
+  }
+  if (head.url.find("://") == std::string::npos) {
+    return unexpected(
+        fmt::format("request target '{}' is neither origin-form (/path) nor absolute", head.url));
+  }
+  auto absolute = resolve_location(head.url, target);
+  if (!absolute) return absolute;
+  if (absolute->host != target.host || absolute->port != target.port) {
+    return unexpected(
+        fmt::format("request for {} inside a CONNECT to {}", absolute->authority(), target.authority()));
+  }
+  target.origin_form = absolute->origin_form;
+  return target;
+}
+
 void Session::on_request_head() {
-  const MessageHead& head = client_parser_.head();
+  const MessageHead& head = client_parser_->head();
+  if (tunnel_) {
+    is_connect_ = false;
+    auto target = inner_target(head);
+    if (!target) return respond_error({ErrorKind::BadRequest, Side::Client, target.error()});
+    target_ = std::move(*target);
+    url_ = target_.url();
+    // Domain fronting: the Host must name the authority that was CONNECTed to (and allowed).
+    const std::string_view host_header = head.header("host");
+    if (host_header.empty())
+      return respond_error({ErrorKind::BadRequest, Side::Client, "missing Host header"});
+    auto host = parse_host_header(host_header, tunnel_->tls ? 443 : 80);
+    if (!host) return respond_error({ErrorKind::BadRequest, Side::Client, host.error()});
+    if (host->host != tunnel_->host || host->port != tunnel_->port) {
+      return deny(fmt::format("Host header '{}' does not match the CONNECT authority {} (domain fronting)",
+                              host_header, tunnel_->authority()),
+                  {}, "deny");
+    }
+    return decide_and_go();
+  }
   is_connect_ = head.method == "CONNECT";
   auto target = is_connect_ ? parse_connect_authority(head.url) : parse_absolute_url(head.url);
   if (!target) return respond_error({ErrorKind::BadRequest, Side::Client, target.error()});
@@ -385,38 +389,153 @@ std::string Session::caller_text() const {
   return who == nullptr ? std::string("?") : fmt::format("{}({})", who->exe, who->pid);
 }
 
-// ---- the decision --------------------------------------------------------------------------------
+// ---- decisions -----------------------------------------------------------------------------------
+
+DecisionRecord Session::record_for(const char* event) const {
+  DecisionRecord record;
+  record.event = event;
+  record.session = id_;
+  record.client = client_address_;
+  record.caller = caller();
+  record.method = client_parser_->head().method;
+  record.host = target_.host;
+  record.port = target_.port;
+  record.url = url_;
+  record.policy_hash = (policy_ ? policy_ : server_.policy())->source_hash;
+  return record;
+}
+
+std::vector<RedirectHop> Session::redirect_chain() const {
+  const auto* who = caller();
+  if (who == nullptr) return {};
+  return server_.redirects().chain_to(who->pid, who->exe, target_.host, target_.port,
+                                      RedirectMemory::Clock::now());
+}
+
+// A 3xx whose Location leads to another host:port: remember the hop for this caller, and when the
+// endpoint lists that host under `redirects:`, let the caller fetch exactly that URL for a while.
+void Session::remember_redirect(const MessageHead& response) {
+  const int status = response.status;
+  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308) return;
+  const auto* who = caller();
+  const std::string_view location = response.header("location");
+  if (who == nullptr || location.empty()) return;
+  auto to = resolve_location(location, target_);
+  if (!to || (to->host == target_.host && to->port == target_.port)) return;
+  RedirectHop hop;
+  hop.pid = who->pid;
+  hop.exe = who->exe;
+  hop.status = status;
+  hop.method = client_parser_->head().method;
+  hop.from_url = url_;
+  hop.to_url = to->url();
+  hop.to_host = to->host;
+  hop.to_port = to->port;
+  if (endpoint_ != nullptr && rule_ != nullptr && policy::redirect_allowed(*endpoint_, to->host)) {
+    hop.grant_rule = rule_->name;
+  }
+  hop.at = RedirectMemory::Clock::now();
+  log::debug("[S{}] {} redirects {} to {}{}", id_, status, url_, hop.to_url,
+             hop.grant_rule.empty() ? "" : " (granted by `redirects:`)");
+  server_.redirects().record(std::move(hop));
+}
 
 void Session::decide_and_go() {
-  const std::string& method = client_parser_.head().method;
-  if (!identity_->has_value()) {
-    return deny(identity_->error().message(), {}, "deny");
-  }
+  if (!identity_->has_value()) return deny(identity_->error().message(), {}, "deny");
   const auto& who = identity_->value();
   const auto snapshot = server_.policy();
   const policy::Caller policy_caller{who.exe, who.ancestors};
   const auto decision = policy::decide(*snapshot, {policy_caller, target_.host, target_.port});
-  if (decision.verdict == policy::Verdict::Deny)
+  if (decision.verdict == policy::Verdict::Deny) {
+    if (allow_by_redirect_grant()) return;
     return deny(decision.reason, decision.rules_considered, "deny");
-
+  }
   policy_ = snapshot;
-  log::info("[S{}] ALLOW {} -> {} {} [policy:{}]", id_, caller_text(), method,
-            is_connect_ ? target_.authority() : url_, decision.rule->name);
-  DecisionRecord record;
-  record.event = "allow";
-  record.session = id_;
-  record.client = client_address_;
-  record.caller = &who;
-  record.method = method;
-  record.host = target_.host;
-  record.port = target_.port;
-  record.url = url_;
-  record.rule = decision.rule->name;
+  rule_ = decision.rule;
+  endpoint_ = decision.endpoint;
+  by_redirect_grant_ = false;
+  std::string http_rule;
+  if (!is_connect_) {
+    const auto& path_and_query = target_.origin_form;
+    const auto question = path_and_query.find('?');
+    const std::string_view path = std::string_view(path_and_query).substr(0, question);
+    const std::string_view query = question == std::string::npos
+                                       ? std::string_view()
+                                       : std::string_view(path_and_query).substr(question + 1);
+    const std::string& method = client_parser_->head().method;
+    const auto http =
+        policy::decide_http(*rule_, *endpoint_, target_.host, target_.port, {method, path, query});
+    if (http.verdict == policy::Verdict::Deny) return refuse_request(*rule_, http.rule, http.reason);
+    if (http.audited) {
+      log::info("[S{}] AUDIT {} -> {} {} [policy:{}] would be denied: {}", id_, caller_text(), method, url_,
+                rule_->name, http.reason);
+      DecisionRecord audit = record_for("audit");
+      audit.rule = rule_->name;
+      audit.http_rule = http.rule;
+      audit.reason = http.reason;
+      server_.deny_log().write(audit);
+    }
+    http_rule = http.rule;
+  }
+
+  log::info("[S{}] ALLOW {} -> {} {} [policy:{}]", id_, caller_text(), client_parser_->head().method,
+            is_connect_ ? target_.authority() : url_, rule_->name);
+  DecisionRecord record = record_for("allow");
+  record.rule = rule_->name;
+  record.http_rule = http_rule;
   record.reason = decision.reason;
-  record.policy_hash = snapshot->source_hash;
   server_.access_log().write(record);
 
-  if (!is_connect_ && upstream_ && upstream_authority_ == target_.authority() && !eof_[kUpstream]) {
+  go_upstream();
+}
+
+// A CONNECT to a host only a redirect grant covers may open (its requests are checked one by one), and
+// a request for exactly a granted URL may go; everything else stays denied.
+bool Session::allow_by_redirect_grant() {
+  const auto* who = caller();
+  if (who == nullptr) return false;
+  auto& redirects = server_.redirects();
+  const auto now = RedirectMemory::Clock::now();
+  std::string grant_rule;
+  std::string reason;
+  if (is_connect_) {
+    if (!redirects.has_grant(who->pid, target_.host, target_.port, now)) return false;
+    grant_rule = "redirect grant";
+    reason = fmt::format("a redirect granted {} a fetch from {}; only that URL may be requested", who->exe,
+                         target_.authority());
+  } else {
+    const RedirectHop* grant = redirects.grant_for(who->pid, client_parser_->head().method, url_, now);
+    if (grant == nullptr) return false;
+    grant_rule = grant->grant_rule;
+    reason = fmt::format("redirect-scoped grant of rule '{}': {} from {} {}", grant->grant_rule,
+                         grant->status, grant->method, grant->from_url);
+  }
+  policy_ = server_.policy();
+  rule_ = nullptr;
+  endpoint_ = nullptr;
+  by_redirect_grant_ = true;
+  log::info("[S{}] ALLOW {} -> {} {} [{}]", id_, caller_text(), client_parser_->head().method,
+            is_connect_ ? target_.authority() : url_, reason);
+  DecisionRecord record = record_for("allow");
+  record.rule = grant_rule;
+  record.reason = reason;
+  record.redirect_chain_json = redirect_chain_json(redirect_chain());
+  server_.access_log().write(record);
+  go_upstream();
+  return true;
+}
+
+void Session::go_upstream() {
+  if (!is_connect_ && upstream_.is_open() && upstream_authority_ == target_.authority() && !upstream_.eof()) {
+    if (tunnel_ && tunnel_->tls && !upstream_.tls_ready()) {  // the CONNECT's dial, not yet TLS
+      if (upstream_.has_tls()) {
+        close_upstream();
+        return start_resolve();
+      }
+      transition_to(Phase::Connecting);
+      arm_timer(server_.settings().connect_timeout_ms);
+      return start_upstream_tls();
+    }
     return start_exchange();  // keep-alive to the same authority: reuse the connection
   }
   close_upstream();
@@ -425,28 +544,23 @@ void Session::decide_and_go() {
 
 void Session::deny(const std::string& reason, const std::vector<std::string>& rules_considered,
                    const char* event) {
-  const MessageHead& head = client_parser_.head();
+  const MessageHead& head = client_parser_->head();
   const auto* who = caller();
-  const auto snapshot = server_.policy();
   log::info("[S{}] {} {} -> {} {} [reason:{}]", id_,
             std::string_view(event) == "revoked" ? "REVOKED" : "DENY", caller_text(), head.method,
             is_connect_ ? target_.authority() : url_, reason);
-  DecisionRecord record;
-  record.event = event;
-  record.session = id_;
-  record.client = client_address_;
-  record.caller = who;
-  record.method = head.method;
-  record.host = target_.host;
-  record.port = target_.port;
-  record.url = url_;
+  DecisionRecord record = record_for(event);
   record.rules_considered = rules_considered;
   record.reason = reason;
-  record.policy_hash = (policy_ ? policy_ : snapshot)->source_hash;
+  const auto chain = redirect_chain();
+  if (!chain.empty()) {
+    record.redirect_chain_json = redirect_chain_json(chain);
+    log::info("[S{}] ... reached by a redirect: {}", id_, redirect_chain_text(chain));
+  }
   server_.deny_log().write(record);
 
-  if (phase_ == Phase::Tunneling || phase_ == Phase::Forwarding) {
-    return finish("revoked");  // bytes already flow: the only safe answer is to close
+  if (phase_ == Phase::Tunneling || phase_ == Phase::Forwarding || phase_ == Phase::Sniffing) {
+    return finish("revoked");  // bytes already flow (or the 200 was sent): the only safe answer is to close
   }
   DenyDetails details;
   details.detail = is_connect_ ? fmt::format("CONNECT {} not permitted by policy", target_.authority())
@@ -456,382 +570,115 @@ void Session::deny(const std::string& reason, const std::vector<std::string>& ru
   details.caller = who;
   details.host = target_.host;
   details.port = target_.port;
+  details.redirect_chain_json = record.redirect_chain_json;
   close_upstream();
   transition_to(Phase::Draining);
-  send(kClient, deny_response(details));
-  shutdown_leg(kClient);
-  want_reading(kClient, true);  // drain what the client still sends so it reads our answer, not a reset
+  client_.send(deny_response(details));
+  client_.shutdown();
+  client_.want_reading(true);  // drain what the client still sends so it reads our answer, not a reset
   arm_timer(kLingerMs);
+}
+
+// An HTTP request refused by its endpoint's rules: the answer is a 403, and the connection stays usable.
+void Session::refuse_request(const policy::Rule& rule, const std::string& http_rule,
+                             const std::string& reason) {
+  const MessageHead& head = client_parser_->head();
+  log::info("[S{}] DENY {} -> {} {} [policy:{} rule:{}] {}", id_, caller_text(), head.method, url_, rule.name,
+            http_rule, reason);
+  DecisionRecord record = record_for("deny");
+  record.rule = rule.name;
+  record.http_rule = http_rule;
+  record.rules_considered = {rule.name};
+  record.reason = reason;
+  record.redirect_chain_json = redirect_chain_json(redirect_chain());
+  if (record.redirect_chain_json == "[]") record.redirect_chain_json.clear();
+  server_.deny_log().write(record);
+
+  HttpDenyDetails details;
+  details.policy = rule.name;
+  details.http_rule = http_rule;
+  details.reason = reason;
+  details.method = head.method;
+  details.path = target_.origin_form;
+  details.caller = caller();
+  details.host = target_.host;
+  details.port = target_.port;
+  details.redirect_chain_json = record.redirect_chain_json;
+  const bool has_body = head.chunked || (head.has_content_length && head.header("content-length") != "0");
+  const bool keep_open = head.keep_alive && !head.upgrade;
+  client_.send(http_deny_response(details, !keep_open));
+  if (!keep_open) {
+    close_upstream();
+    transition_to(Phase::Draining);
+    client_.shutdown();
+    client_.want_reading(true);
+    return arm_timer(kLingerMs);
+  }
+  // Read the refused body to its end and drop it, so the next request starts where it should.
+  transition_to(Phase::Discarding);
+  discarded_bytes_ = 0;
+  arm_timer(server_.settings().idle_timeout_ms);
+  client_parser_->resume();
+  std::string buffered = std::move(pending_client_);
+  pending_client_.clear();
+  feed_client(buffered);
+  if (phase_ == Phase::Discarding && has_body) client_.want_reading(true);
 }
 
 void Session::respond_error(const Error& error) {
   if (phase_ == Phase::Closed || phase_ == Phase::Draining) return;
-  const bool client_fault = error.side == Side::Client;
-  if (client_fault) {
+  if (error.side == Side::Client) {
     log::info("[S{}] {} from {}: {}", id_, http_status(error.kind), client_address_, error.detail);
   } else {
     log::warn("[S{}] {} for {}: {}", id_, http_status(error.kind), caller_text(), error.detail);
   }
-  if (response_started_) return finish(error.detail);  // too late for a status line
+  if (response_started_ || phase_ == Phase::Sniffing || phase_ == Phase::ClientHandshake ||
+      phase_ == Phase::Tunneling) {
+    return finish(error.detail);  // too late for a status line
+  }
   close_upstream();
   transition_to(Phase::Draining);
-  send(kClient, error_response(error));
-  shutdown_leg(kClient);
-  want_reading(kClient, true);
+  client_.send(error_response(error));
+  client_.shutdown();
+  client_.want_reading(true);
   arm_timer(kLingerMs);
 }
 
 void Session::recheck(const std::shared_ptr<const policy::Policy>& next) {
   if (phase_ == Phase::Closed || phase_ == Phase::Draining || !policy_) return;
   const bool in_use = phase_ == Phase::Resolving || phase_ == Phase::Connecting ||
+                      phase_ == Phase::Sniffing || phase_ == Phase::ClientHandshake ||
                       phase_ == Phase::Tunneling || phase_ == Phase::Forwarding;
-  if (!in_use && !upstream_) return;  // nothing allowed is in flight; the next request decides afresh
+  if (!in_use && !upstream_.is_open())
+    return;  // nothing allowed is in flight; the next request decides afresh
   const auto* who = caller();
   if (who == nullptr) return;
   const policy::Caller policy_caller{who->exe, who->ancestors};
   const auto decision = policy::decide(*next, {policy_caller, target_.host, target_.port});
   if (decision.verdict == policy::Verdict::Allow) {
     policy_ = next;
+    rule_ = decision.rule;
+    endpoint_ = decision.endpoint;
+    by_redirect_grant_ = false;
+    return;
+  }
+  if (by_redirect_grant_) {  // a grant is not policy: it stays until its window ends
+    policy_ = next;
     return;
   }
   if (!in_use) return close_upstream();  // an idle keep-alive upstream to a host no longer allowed
   policy_ = next;
+  rule_ = nullptr;
+  endpoint_ = nullptr;
   deny(decision.reason, decision.rules_considered, "revoked");
 }
 
-// ---- upstream ------------------------------------------------------------------------------------
+// ---- timers and the end --------------------------------------------------------------------------
 
-void Session::start_resolve() {
-  transition_to(Phase::Resolving);
-  arm_timer(server_.settings().connect_timeout_ms);
-  addresses_.clear();
-  sockaddr_storage addr{};
-  const auto& overrides = server_.settings().resolve;
-  if (const auto it = overrides.find(target_.host); it != overrides.end()) {
-    if (to_sockaddr(it->second, target_.port, addr)) addresses_.push_back(addr);
-    return connect_next();
-  }
-  if (to_sockaddr(target_.host, target_.port, addr)) {  // an IP literal: nothing to resolve
-    addresses_.push_back(addr);
-    return connect_next();
-  }
-  auto op = std::make_unique<DnsOp>();
-  op->server = &server_;
-  op->id = id_;
-  op->req.data = op.get();
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_protocol = IPPROTO_TCP;
-  const std::string port = std::to_string(target_.port);
-  if (int rc = uv_getaddrinfo(server_.loop(), &op->req, uv_on_resolved, target_.host.c_str(), port.c_str(),
-                              &hints);
-      rc != 0) {
-    return respond_error({ErrorKind::DnsFailed, Side::Proxy,
-                          fmt::format("cannot resolve {}: {}", target_.host, uv_strerror(rc))});
-  }
-  op.release();  // freed in uv_on_resolved
-}
-
-void Session::on_resolved(int status, addrinfo* answers) {
-  std::unique_ptr<addrinfo, void (*)(addrinfo*)> owned(answers, [](addrinfo* a) {
-    if (a != nullptr) uv_freeaddrinfo(a);
-  });
-  if (phase_ != Phase::Resolving) return;  // finished or revoked while DNS was in flight
-  if (status != 0) {
-    return respond_error({ErrorKind::DnsFailed, Side::Upstream,
-                          fmt::format("DNS lookup of {} failed: {}", target_.host, uv_strerror(status))});
-  }
-  for (const addrinfo* a = answers; a != nullptr; a = a->ai_next) {
-    sockaddr_storage addr{};
-    if (a->ai_addrlen > sizeof addr) continue;
-    std::memcpy(&addr, a->ai_addr, a->ai_addrlen);
-    addresses_.push_back(addr);
-  }
-  connect_next();
-}
-
-void Session::connect_next() {
-  if (addresses_.empty()) {
-    return respond_error(
-        {ErrorKind::ConnectFailed, Side::Upstream,
-         last_connect_error_.empty()
-             ? fmt::format("{} has no usable address", target_.host)
-             : fmt::format("cannot connect to {}: {}", target_.authority(), last_connect_error_)});
-  }
-  const sockaddr_storage addr = addresses_.front();
-  addresses_.erase(addresses_.begin());
-  uv_loop_t* loop = server_.loop();
-  if (int rc = upstream_.init(this, [loop](uv_tcp_t* h) { return uv_tcp_init(loop, h); }); rc != 0) {
-    return respond_error({ErrorKind::Internal, Side::Proxy, fmt::format("uv_tcp_init: {}", uv_err_name(rc))});
-  }
-  eof_[kUpstream] = false;
-  throttled_[kUpstream] = throttled_[kClient] = false;
-  want_read_[kUpstream] = reading_[kUpstream] = false;
-  uv_tcp_nodelay(upstream_.get(), 1);
-  auto op = std::make_unique<ConnectOp>();
-  op->req.data = op.get();
-  if (phase_ != Phase::Connecting) transition_to(Phase::Connecting);
-  log::debug("[S{}] connecting to {} ({})", id_, target_.authority(), address_text(addr));
-  if (int rc =
-          uv_tcp_connect(&op->req, upstream_.get(), reinterpret_cast<const sockaddr*>(&addr), uv_on_connect);
-      rc != 0) {
-    last_connect_error_ = uv_strerror(rc);
-    upstream_.close();
-    return connect_next();
-  }
-  op.release();  // freed in uv_on_connect
-}
-
-void Session::on_connected(int status) {
-  if (phase_ != Phase::Connecting) return;
-  if (status != 0) {
-    last_connect_error_ = uv_strerror(status);
-    upstream_.close();
-    return connect_next();
-  }
-  upstream_authority_ = target_.authority();
-  if (is_connect_) {
-    send(kClient, connect_established());  // only now: the upstream is really there
-    std::string early = std::move(pending_client_);
-    pending_client_.clear();
-    return start_tunnel(early);
-  }
-  start_exchange();
-}
-
-void Session::start_tunnel(std::string_view upstream_bytes) {
-  transition_to(Phase::Tunneling);
-  last_activity_ms_ = uv_now(server_.loop());
-  arm_timer(server_.settings().idle_timeout_ms);
-  if (!upstream_bytes.empty()) {
-    bytes_up_ += upstream_bytes.size();
-    send(kUpstream, std::string(upstream_bytes));
-  }
-  want_reading(kClient, !eof_[kClient]);
-  want_reading(kUpstream, !eof_[kUpstream]);
-  if (eof_[kClient]) shutdown_leg(kUpstream);
-}
-
-// ---- one HTTP exchange ---------------------------------------------------------------------------
-
-void Session::start_exchange() {
-  transition_to(Phase::Forwarding);
-  const MessageHead& request = client_parser_.head();
-  request_was_head_ = request.method == "HEAD";
-  request_done_ = false;
-  response_started_ = false;
-  close_client_after_ = !request.keep_alive;
-  upstream_parser_ = std::make_unique<MessageParser>(HTTP_RESPONSE, static_cast<MessageSink&>(*this),
-                                                     /*pause_at_head=*/false);
-  auto head = upstream_request_head(request, target_);
-  request_framing_ = head.framing;
-  send(kUpstream, std::move(head.bytes));
-  last_activity_ms_ = uv_now(server_.loop());
-  arm_timer(server_.settings().idle_timeout_ms);
-  want_reading(kUpstream, true);
-  client_parser_.resume();
-  std::string body = std::move(pending_client_);
-  pending_client_.clear();
-  feed_client(body);  // may complete the request at once (no body, or a body already read)
-  if (phase_ == Phase::Forwarding && !request_done_) want_reading(kClient, true);
-}
-
-bool Session::on_head(MessageParser& parser, const MessageHead& head) {
-  if (&parser != upstream_parser_.get() || phase_ != Phase::Forwarding) return false;
-  const bool client_keep_alive = !close_client_after_;
-  auto out = client_response_head(head, client_parser_.head(), request_was_head_, client_keep_alive);
-  if (head.status >= 200 || head.status == 101) {
-    // A refused upgrade leaves llhttp expecting the switched protocol on the client side: end there.
-    if (client_parser_.head().upgrade && head.status != 101) close_client_after_ = true;
-    response_started_ = true;
-    response_framing_ = out.framing;
-    close_client_after_ = close_client_after_ || out.close_after;
-  }
-  send(kClient, std::move(out.bytes));
-  return request_was_head_;
-}
-
-void Session::on_body(MessageParser& parser, std::string_view bytes) {
-  if (&parser == &client_parser_) {
-    bytes_up_ += bytes.size();
-    send(kUpstream, request_framing_ == BodyFraming::Chunked ? chunk(bytes) : std::string(bytes));
-  } else {
-    bytes_down_ += bytes.size();
-    send(kClient, response_framing_ == BodyFraming::Chunked ? chunk(bytes) : std::string(bytes));
-  }
-}
-
-void Session::feed_upstream(std::string_view bytes) {
-  while (phase_ == Phase::Forwarding) {
-    const auto step = upstream_parser_->feed(bytes);
-    bytes.remove_prefix(std::min(step.consumed, bytes.size()));
-    switch (step.event) {
-      case MessageParser::Event::NeedMore:
-        return;
-      case MessageParser::Event::MessageComplete:
-        if (upstream_parser_->head().status == 101 && client_parser_.head().upgrade) {
-          std::string early = std::move(pending_client_);
-          pending_client_.clear();
-          if (!bytes.empty()) send(kClient, std::string(bytes));
-          return start_tunnel(early);
-        }
-        if (upstream_parser_->head().status < 200) {  // 100 Continue and friends: the final answer follows
-          upstream_parser_->resume();
-          continue;
-        }
-        return on_response_complete(bytes);
-      case MessageParser::Event::Upgrade:
-      case MessageParser::Event::HeadComplete:  // responses do not pause at heads
-        return finish("upstream switched protocols unasked");
-      case MessageParser::Event::HeadTooLarge:
-        return respond_error({ErrorKind::UpstreamFailed, Side::Upstream,
-                              fmt::format("response head from {} is too large", target_.authority())});
-      case MessageParser::Event::Invalid:
-        return respond_error(
-            {ErrorKind::UpstreamFailed, Side::Upstream,
-             fmt::format("invalid response from {}: {}", target_.authority(), upstream_parser_->error())});
-    }
-  }
-}
-
-void Session::on_response_complete(std::string_view rest) {
-  if (response_framing_ == BodyFraming::Chunked) send(kClient, std::string(kLastChunk));
-  const bool upstream_reusable =
-      upstream_parser_->should_keep_alive() && rest.empty() && request_done_ && !eof_[kUpstream];
-  if (!upstream_reusable) close_upstream();
-  if (close_client_after_ || !request_done_ || eof_[kClient]) {
-    transition_to(Phase::Draining);
-    shutdown_leg(kClient);
-    want_reading(kClient, !eof_[kClient]);
-    if (eof_[kClient] && shutdowns_pending_ == 0) return finish("response complete");
-    arm_timer(kLingerMs);
-    return;
-  }
-  next_request();
-}
-
-void Session::next_request() {
-  transition_to(Phase::ReadingHead);
-  arm_timer(server_.settings().head_timeout_ms);
-  if (upstream_) want_reading(kUpstream, true);  // notice an idle upstream closing
-  client_parser_.resume();
-  std::string buffered = std::move(pending_client_);
-  pending_client_.clear();
-  want_reading(kClient, true);
-  feed_client(buffered);
-}
-
-// ---- writing, reading control, closing -----------------------------------------------------------
-
-uv_stream_t* Session::stream(Leg leg) const {
-  return leg == kClient ? client_.stream() : upstream_.stream();
-}
-
-void Session::send(Leg to, std::string bytes) {
-  if (bytes.empty()) return;
-  uv_stream_t* out = stream(to);
-  if (out == nullptr) return;
-  auto op = std::make_unique<WriteOp>();
-  op->text = std::move(bytes);
-  op->req.data = op.get();
-  uv_buf_t buf = uv_buf_init(op->text.data(), static_cast<unsigned>(op->text.size()));
-  if (int rc = uv_write(&op->req, out, &buf, 1, uv_on_write); rc != 0) {
-    log::debug("[S{}] uv_write: {}", id_, uv_err_name(rc));
-    return finish("write failed");
-  }
-  op.release();  // freed in uv_on_write
-  if (uv_stream_get_write_queue_size(out) > kHighWatermark) {
-    const Leg other = to == kClient ? kUpstream : kClient;
-    throttled_[other] = true;  // backpressure: stop reading what would only queue up here
-    update_reading(other);
-  }
-}
-
-void Session::send_owned(Leg to, char* data, size_t size) {
-  uv_stream_t* out = stream(to);
-  if (out == nullptr) {
-    std::free(data);
-    return;
-  }
-  auto op = std::make_unique<WriteOp>();
-  op->owned = data;
-  op->req.data = op.get();
-  uv_buf_t buf = uv_buf_init(data, static_cast<unsigned>(size));
-  if (int rc = uv_write(&op->req, out, &buf, 1, uv_on_write); rc != 0) {
-    log::debug("[S{}] uv_write: {}", id_, uv_err_name(rc));
-    return finish("write failed");
-  }
-  op.release();
-  if (uv_stream_get_write_queue_size(out) > kHighWatermark) {
-    const Leg other = to == kClient ? kUpstream : kClient;
-    throttled_[other] = true;
-    update_reading(other);
-  }
-}
-
-void Session::on_write_done(Leg leg, int status) {
-  if (phase_ == Phase::Closed) return;
-  if (status != 0) {
-    if (status == UV_ECANCELED) return;
-    return finish(
-        fmt::format("write to {} failed: {}", leg == kClient ? "client" : "upstream", uv_err_name(status)));
-  }
-  const Leg other = leg == kClient ? kUpstream : kClient;
-  if (throttled_[other] && uv_stream_get_write_queue_size(stream(leg)) < kLowWatermark) {
-    throttled_[other] = false;
-    update_reading(other);
-  }
-}
-
-void Session::want_reading(Leg leg, bool want) {
-  want_read_[leg] = want && !eof_[leg];
-  update_reading(leg);
-}
-
-void Session::update_reading(Leg leg) {
-  uv_stream_t* s = stream(leg);
-  const bool should = s != nullptr && want_read_[leg] && !throttled_[leg] && phase_ != Phase::Closed;
-  if (should == reading_[leg]) return;
-  if (should) {
-    if (int rc = uv_read_start(s, uv_on_alloc, uv_on_read); rc != 0) {
-      log::debug("[S{}] uv_read_start: {}", id_, uv_err_name(rc));
-      return;
-    }
-  } else if (s != nullptr) {
-    uv_read_stop(s);
-  }
-  reading_[leg] = should;
-}
-
-void Session::shutdown_leg(Leg leg) {
-  uv_stream_t* s = stream(leg);
-  if (s == nullptr) return;
-  auto op = std::make_unique<ShutdownOp>();
-  op->req.data = op.get();
-  if (uv_shutdown(&op->req, s, uv_on_shutdown) == 0) {  // after the queued writes
-    op.release();
-    ++shutdowns_pending_;
-  }
-}
-
-void Session::on_shutdown_done(Leg /*leg*/, int /*status*/) {
-  --shutdowns_pending_;
-  if (phase_ == Phase::Tunneling && eof_[kClient] && eof_[kUpstream] && shutdowns_pending_ == 0) {
-    finish("tunnel closed by both sides");
-  } else if (phase_ == Phase::Draining && eof_[kClient] && shutdowns_pending_ == 0) {
-    finish("done");
-  }
-}
-
-void Session::close_upstream() {
-  upstream_.close();
-  upstream_parser_.reset();
-  upstream_authority_.clear();
-  want_read_[kUpstream] = reading_[kUpstream] = throttled_[kUpstream] = false;
-  throttled_[kClient] = false;
-  eof_[kUpstream] = false;
-  update_reading(kClient);
+void Session::uv_on_timer(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<Session*>(timer->data);
+  if (self == nullptr) return;
+  self->on_timer();
 }
 
 void Session::arm_timer(uint64_t ms) {
@@ -842,19 +689,24 @@ void Session::on_timer() {
   const auto& settings = server_.settings();
   switch (phase_) {
     case Phase::ReadingHead:
-      return finish(client_parser_.in_head() ? "no complete request head in time"
-                                             : "idle keep-alive connection");
+      return finish(client_parser_->in_head() ? "no complete request head in time"
+                                              : "idle keep-alive connection");
     case Phase::Identifying:
       return deny(fmt::format("caller unknown: identification did not finish within {} ms",
                               settings.identify_timeout_ms),
                   {}, "deny");
     case Phase::Resolving:
     case Phase::Connecting:
-      return respond_error({ErrorKind::Timeout, Side::Upstream,
+      return respond_error({upstream_.has_tls() ? ErrorKind::UpstreamTlsFailed : ErrorKind::Timeout,
+                            Side::Upstream,
                             fmt::format("connecting to {} took longer than {} ms", target_.authority(),
                                         settings.connect_timeout_ms)});
+    case Phase::ClientHandshake:
+      return finish("no TLS handshake from the client in time");
+    case Phase::Sniffing:
     case Phase::Tunneling:
-    case Phase::Forwarding: {
+    case Phase::Forwarding:
+    case Phase::Discarding: {
       const uint64_t idle_ms = uv_now(server_.loop()) - last_activity_ms_;
       if (idle_ms >= settings.idle_timeout_ms) return finish("idle timeout");
       return arm_timer(settings.idle_timeout_ms - idle_ms);
@@ -864,6 +716,13 @@ void Session::on_timer() {
     case Phase::Closed:
       return;
   }
+}
+
+void Session::close_upstream() {
+  upstream_.close();
+  upstream_parser_.reset();
+  upstream_authority_.clear();
+  client_.set_throttled(false);
 }
 
 void Session::finish(std::string_view why) {

@@ -1,5 +1,6 @@
 // Session: one client connection, as a small state machine. It coordinates: parsing (MessageParser),
-// the decision (policy::decide), framing (http_exchange) and byte pumping happen in their own units.
+// the decisions (policy::decide, policy::decide_http), TLS (Leg + tls::TlsEngine), framing
+// (http_exchange) and byte pumping happen in their own units.
 // Owned by Server; destroyed only through Server::retire, after the current callback has returned.
 #pragma once
 
@@ -19,26 +20,37 @@
 #include "procid/peer.h"
 #include "proxy/error.h"
 #include "proxy/http_exchange.h"
+#include "proxy/leg.h"
 #include "proxy/message_parser.h"
 #include "proxy/offloop.h"
+#include "proxy/redirect_memory.h"
 #include "proxy/target.h"
 #include "proxy/uv_handle.h"
 
 namespace egressd::proxy {
 
 class Server;
+struct DecisionRecord;
 
-class Session final : private MessageSink {
+class Session final : private MessageSink, private LegEvents {
  public:
+  // A refused request's body is read and dropped up to this size; past it the connection is closed.
+  static constexpr uint64_t kMaxDiscardBytes = 1024 * 1024;
+  // After egressd's own final response, how long to wait for the client's EOF before closing.
+  static constexpr uint64_t kLingerMs = 2'000;
+
   enum class Phase {
-    ReadingHead,  // llhttp until the end of a request head
-    Identifying,  // the head is in; waiting for procid on the thread pool
-    Resolving,    // uv_getaddrinfo; entered only after the name was allowed
-    Connecting,   // upstream TCP connect, connect timer armed
-    Tunneling,    // CONNECT (or an upgraded exchange): bytes both ways
-    Forwarding,   // one absolute-form HTTP exchange: request body up, response down
-    Draining,     // egressd's own response is being flushed; the client is then closed
-    Closed,       // handles are closing; every later event is ignored
+    ReadingHead,      // llhttp until the end of a request head (absolute-form, or inside a CONNECT)
+    Identifying,      // the head is in; waiting for procid on the thread pool
+    Resolving,        // uv_getaddrinfo; entered only after the name was allowed
+    Connecting,       // upstream TCP connect, then upstream TLS when terminating; connect timer armed
+    Sniffing,         // CONNECT answered 200; the first bytes tell TLS, HTTP or an opaque stream
+    ClientHandshake,  // TLS with the client, presenting a leaf minted for the CONNECT host
+    Tunneling,        // opaque bytes both ways (tls: skip, non-HTTP, an upgraded exchange)
+    Forwarding,       // one HTTP exchange: request body up, response down
+    Discarding,       // an HTTP request was refused with keep-alive; its body is read and dropped
+    Draining,         // egressd's own final response is being flushed; the client is then closed
+    Closed,           // handles are closing; every later event is ignored
   };
 
   Session(Server& server, SessionId id);
@@ -59,71 +71,89 @@ class Session final : private MessageSink {
   Phase phase() const { return phase_; }
 
  private:
-  enum Leg { kClient = 0, kUpstream = 1 };
-
-  static void uv_on_alloc(uv_handle_t* handle, size_t suggested, uv_buf_t* buf) noexcept;
-  static void uv_on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept;
-  static void uv_on_write(uv_write_t* req, int status) noexcept;
-  static void uv_on_shutdown(uv_shutdown_t* req, int status) noexcept;
-  static void uv_on_connect(uv_connect_t* req, int status) noexcept;
   static void uv_on_timer(uv_timer_t* timer) noexcept;
 
   // MessageSink: the upstream response head, and body bytes of either side.
   bool on_head(MessageParser& parser, const MessageHead& head) override;
   void on_body(MessageParser& parser, std::string_view bytes) override;
 
+  // LegEvents.
+  void on_leg_data(LegId leg, std::string_view bytes) override;
+  void on_leg_end(LegId leg, int status) override;
+  void on_leg_connected(LegId leg, int status) override;
+  void on_leg_handshake(LegId leg, Result<void, tls::TlsError> result) override;
+  void on_leg_write_failed(LegId leg, std::string_view why) override;
+  void on_leg_shutdown_done(LegId leg) override;
+  void on_leg_backlog(LegId leg, bool high) override;
+
   void transition_to(Phase next);
-  void on_read(Leg leg, char* data, size_t size);
-  void on_read_end(Leg leg, ssize_t status);
-  void on_write_done(Leg leg, int status);
-  void on_shutdown_done(Leg leg, int status);
-  void on_connected(int status);
   void on_timer();
 
+  // session.cpp: requests and decisions.
   void feed_client(std::string_view bytes);
-  void feed_upstream(std::string_view bytes);
   void on_request_head();
+  Result<Target, std::string> inner_target(const MessageHead& head) const;
   void decide_and_go();
-  void start_resolve();
-  void connect_next();
-  void start_exchange();
-  void on_response_complete(std::string_view rest);
-  void start_tunnel(std::string_view upstream_bytes);
-  void next_request();
-
+  void go_upstream();  // reuse the upstream connection if it serves target_, else resolve and dial
+  bool decide_http_request(const policy::Rule& rule, const policy::Endpoint& endpoint);
   void deny(const std::string& reason, const std::vector<std::string>& rules_considered, const char* event);
+  void refuse_request(const policy::Rule& rule, const std::string& http_rule, const std::string& reason);
   void respond_error(const Error& error);  // egressd's own response, then close
   void finish(std::string_view why);       // close everything and retire; the decision was logged already
+  DecisionRecord record_for(const char* event) const;
+  std::vector<RedirectHop> redirect_chain() const;  // the hops that led this caller to target_
+  bool allow_by_redirect_grant();                   // L4 said no: does a redirect grant cover this?
+  void remember_redirect(const MessageHead& response);
 
-  void send(Leg to, std::string bytes);
-  void send_owned(Leg to, char* data, size_t size);  // takes a malloc'd buffer
-  void want_reading(Leg leg, bool want);
-  void update_reading(Leg leg);
-  void shutdown_leg(Leg leg);
+  // session_upstream.cpp: DNS, connect, what a CONNECT carries, TLS with both sides.
+  void start_resolve();
+  void connect_next();
+  void on_upstream_ready();
+  void start_upstream_tls();
+  void sniff(std::string_view first_bytes);
+  void start_client_tls(std::string_view client_hello);
+  void on_client_tls_ready();
+  void start_tunnel(std::string_view upstream_bytes);
+
+  // session_exchange.cpp: one HTTP exchange.
+  void start_exchange();
+  void feed_upstream(std::string_view bytes);
+  void on_response_complete(std::string_view rest);
+  void next_request();
+
   void close_upstream();
   void arm_timer(uint64_t ms);
-  uv_stream_t* stream(Leg leg) const;
+  Leg& leg(LegId id) { return id == LegId::Client ? client_ : upstream_; }
   std::string caller_text() const;
   const procid::PeerIdentity* caller() const;
 
   Server& server_;
   const SessionId id_;
   Phase phase_ = Phase::ReadingHead;
-  UvHandle<uv_tcp_t> client_;
-  UvHandle<uv_tcp_t> upstream_;
+  Leg client_;
+  Leg upstream_;
   UvHandle<uv_timer_t> timer_;
   std::string client_address_;
 
   std::optional<Result<procid::PeerIdentity, procid::LookupError>> identity_;
-  MessageParser client_parser_;
+  std::unique_ptr<MessageParser> client_parser_;    // one per stream of requests (a new one inside a CONNECT)
   std::unique_ptr<MessageParser> upstream_parser_;  // one per exchange
   std::string pending_client_;                      // client bytes read but not yet consumed (after a pause)
+
+  // Set once a CONNECT's stream turned out to be HTTP (terminated TLS, or plaintext): every request that
+  // follows is for this authority, and its Host must say so.
+  std::optional<Target> tunnel_;
 
   // The request being decided or served.
   bool is_connect_ = false;
   Target target_;
-  std::string url_;                               // absolute URL for plain HTTP
+  std::string url_;                               // absolute URL of an HTTP request
   std::shared_ptr<const policy::Policy> policy_;  // the snapshot that allowed target_
+  const policy::Rule* rule_ = nullptr;            // in *policy_: the allowing rule
+  const policy::Endpoint* endpoint_ = nullptr;    // in *policy_: the allowing endpoint
+  // No rule allows target_: a redirect-scoped grant opened this CONNECT, and only the granted URL may
+  // be fetched inside it (so its stream must be TLS or HTTP egressd can read).
+  bool by_redirect_grant_ = false;
   std::vector<sockaddr_storage> addresses_;
   std::string last_connect_error_;
   std::string upstream_authority_;  // what upstream_ is connected to; never reused for another
@@ -136,12 +166,7 @@ class Session final : private MessageSink {
   bool response_started_ = false;
   bool close_client_after_ = false;
 
-  // I/O state of each leg.
-  bool want_read_[2] = {false, false};
-  bool reading_[2] = {false, false};
-  bool throttled_[2] = {false, false};  // reading paused because the other leg's write queue is high
-  bool eof_[2] = {false, false};
-  int shutdowns_pending_ = 0;
+  uint64_t discarded_bytes_ = 0;  // Discarding: body bytes of the refused request dropped so far
   uint64_t last_activity_ms_ = 0;
   uint64_t bytes_up_ = 0;
   uint64_t bytes_down_ = 0;

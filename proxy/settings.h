@@ -15,6 +15,10 @@ struct Settings {
   std::optional<std::string> policy_path;  // none: the embedded example policy, without reloads
   std::string deny_log_path;               // empty: deny decisions go to the console only
   std::string access_log_path;
+  std::string ca_cert_path;  // --ca-cert/--ca-key: the corporate CA (PEM); both or neither
+  std::string ca_key_path;
+  std::string state_dir;                       // where a CA is generated when none is given
+  std::string upstream_ca_path;                // extra trust anchors for upstream TLS (internal CAs)
   std::string ready_file;                      // written (atomically) with "host:port" once listening
   std::map<std::string, std::string> resolve;  // --resolve HOST=ADDR: dial ADDR for HOST, no DNS
   bool watch_policy = true;                    // inotify on the policy file; SIGHUP always reloads

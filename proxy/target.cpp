@@ -93,10 +93,13 @@ std::string Target::authority() const {
   return is_ipv6 ? fmt::format("[{}]:{}", host, port) : fmt::format("{}:{}", host, port);
 }
 
+std::string Target::host_for_header() const {
+  if (port != (tls ? 443 : 80)) return authority();
+  return is_ipv6 ? "[" + host + "]" : host;
+}
+
 std::string Target::url() const {
-  if (port != 80) return fmt::format("http://{}{}", authority(), origin_form);
-  return fmt::format("http://{}{}", is_ipv6 ? "[" + host + "]" : host,
-                     origin_form);  // the default port unsaid
+  return fmt::format("{}://{}{}", tls ? "https" : "http", host_for_header(), origin_form);
 }
 
 Result<Target, std::string> parse_connect_authority(std::string_view authority) {
@@ -106,7 +109,10 @@ Result<Target, std::string> parse_connect_authority(std::string_view authority) 
   return parse_host_port(authority, 0);
 }
 
-Result<Target, std::string> parse_absolute_url(std::string_view url) {
+namespace {
+
+// "scheme://authority/path?query#fragment" for http and https.
+Result<Target, std::string> parse_url(std::string_view url, bool allow_https) {
   const auto scheme_end = url.find("://");
   if (scheme_end == std::string_view::npos) {
     return unexpected(std::string(
@@ -115,22 +121,61 @@ Result<Target, std::string> parse_absolute_url(std::string_view url) {
   std::string scheme(url.substr(0, scheme_end));
   std::transform(scheme.begin(), scheme.end(), scheme.begin(),
                  [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
-  if (scheme == "https") {
+  if (scheme == "https" && !allow_https) {
     return unexpected(
         std::string("use CONNECT for https:// URLs (set HTTPS_PROXY, not an https:// request)"));
   }
-  if (scheme != "http") return unexpected(fmt::format("unsupported URL scheme '{}'", scheme));
+  if (scheme != "http" && scheme != "https")
+    return unexpected(fmt::format("unsupported URL scheme '{}'", scheme));
+  const bool tls = scheme == "https";
   const auto rest = url.substr(scheme_end + 3);
   const auto path_start = rest.find_first_of("/?#");
   const auto authority = rest.substr(0, path_start);
   if (authority.find('@') != std::string_view::npos) {
     return unexpected(std::string("credentials in the URL authority are not supported"));
   }
-  auto target = parse_host_port(authority, 80);
+  auto target = parse_host_port(authority, tls ? 443 : 80);
   if (!target) return target;
+  target->tls = tls;
   std::string_view path = path_start == std::string_view::npos ? std::string_view() : rest.substr(path_start);
   if (const auto hash = path.find('#'); hash != std::string_view::npos) path = path.substr(0, hash);
   target->origin_form = path.empty() || path[0] != '/' ? "/" + std::string(path) : std::string(path);
+  return target;
+}
+
+}  // namespace
+
+Result<Target, std::string> parse_absolute_url(std::string_view url) {
+  return parse_url(url, /*allow_https=*/false);
+}
+
+Result<Target, std::string> parse_host_header(std::string_view host, uint16_t default_port) {
+  if (host.find_first_of("/@ \t") != std::string_view::npos) {
+    return unexpected(fmt::format("invalid Host header '{}'", host));
+  }
+  return parse_host_port(host, default_port);
+}
+
+Result<Target, std::string> resolve_location(std::string_view location, const Target& base) {
+  if (location.find("://") != std::string_view::npos) return parse_url(location, /*allow_https=*/true);
+  if (location.starts_with("//"))
+    return parse_url(std::string(base.tls ? "https:" : "http:") + std::string(location), true);
+  if (location.empty()) return unexpected(std::string("empty Location"));
+  Target target = base;
+  std::string_view reference = location;
+  if (const auto hash = reference.find('#'); hash != std::string_view::npos)
+    reference = reference.substr(0, hash);
+  if (reference.starts_with('/')) {
+    target.origin_form = std::string(reference);
+  } else {
+    // A relative path replaces the last segment of the base path (RFC 3986 §5.2.3).
+    const std::string_view base_path =
+        std::string_view(base.origin_form).substr(0, base.origin_form.find('?'));
+    const auto slash = base_path.rfind('/');
+    target.origin_form = std::string(base_path.substr(0, slash == std::string_view::npos ? 0 : slash + 1));
+    if (target.origin_form.empty()) target.origin_form = "/";
+    target.origin_form += std::string(reference);
+  }
   return target;
 }
 

@@ -78,8 +78,9 @@ Egressd::Egressd(const std::string& policy_yaml, std::vector<std::string> extra_
   }
 
   std::vector<std::string> argv = {
-      egressd_binary(), "run",          "--listen",     "127.0.0.1:0",    "--policy",     policy_path_,
-      "--deny-log",     deny_log_path_, "--access-log", access_log_path_, "--ready-file", ready_path_};
+      egressd_binary(), "run",        "--listen",     "127.0.0.1:0",     "--policy",
+      policy_path_,     "--deny-log", deny_log_path_, "--access-log",    access_log_path_,
+      "--ready-file",   ready_path_,  "--state-dir",  dir_.file("state")};
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   child_.emplace(argv, ChildOptions{.env = {},
                                     .working_dir = dir_.path(),

@@ -57,6 +57,8 @@ class Egressd {
   uint16_t port() const { return port_; }
   pid_t pid() const { return child_->pid(); }
   const TempDir& dir() const { return dir_; }
+  // The CA egressd generated on its first run (in the --state-dir it was given): what clients trust.
+  std::string ca_path() const { return dir_.file("state") + "/ca/ca.pem"; }
 
   // The path egressd was given with --policy (a symlink in the ConfigMap layout).
   const std::string& policy_path() const { return policy_path_; }

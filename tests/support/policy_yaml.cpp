@@ -27,7 +27,7 @@ std::string policy_allowing(const std::vector<PolicyRule>& rules) {
     yaml += "  " + quoted(rule.name) + ":\n    endpoints:\n";
     for (const PolicyEndpoint& endpoint : rule.endpoints) {
       yaml += "      - host: " + quoted(endpoint.host) + "\n        port: " + std::to_string(endpoint.port) +
-              "\n";
+              "\n" + endpoint.extra;
     }
     yaml += "    binaries:\n";
     for (const std::string& binary : rule.binaries) yaml += "      - path: " + quoted(binary) + "\n";

@@ -12,6 +12,9 @@ namespace egressd::test {
 struct PolicyEndpoint {
   std::string host;  // name, IP literal (IPv6 without brackets) or pattern
   uint16_t port = 0;
+  // More keys of this endpoint as YAML lines indented by 8 spaces, each ending in "\n", e.g.
+  // "        protocol: rest\n        access: read-only\n". Written verbatim.
+  std::string extra = {};
 };
 
 struct PolicyRule {

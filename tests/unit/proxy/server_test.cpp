@@ -20,6 +20,8 @@
 #include "proxy/decision_log.h"
 #include "proxy/server.h"
 #include "proxy/settings.h"
+#include "tests/support/temp_dir.h"
+#include "tls/ca.h"
 
 using namespace egressd;
 using namespace std::chrono_literals;
@@ -77,8 +79,13 @@ struct Harness {
     store = std::make_unique<policy::PolicyStore>("", *loaded);
     settings.listen_port = 0;
     REQUIRE(uv_loop_init(&loop) == 0);
-    server =
-        std::make_unique<proxy::Server>(&loop, settings, *store, deny_log, access_log, std::move(identify));
+    auto ca = tls::CertificateAuthority::generate(ca_dir.file("ca"), "server_test CA");
+    REQUIRE(ca.has_value());
+    auto upstream = tls::UpstreamTls::create("");
+    REQUIRE(upstream.has_value());
+    interception = std::make_unique<proxy::Interception>(*ca, *upstream);
+    server = std::make_unique<proxy::Server>(&loop, settings, *store, deny_log, access_log,
+                                             std::move(identify), *interception, redirects);
     REQUIRE(server->listen().has_value());
     const auto address = server->bound_address();
     port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
@@ -109,6 +116,9 @@ struct Harness {
   std::unique_ptr<policy::PolicyStore> store;
   proxy::DecisionLog deny_log;
   proxy::DecisionLog access_log;
+  test::TempDir ca_dir;
+  std::unique_ptr<proxy::Interception> interception;
+  proxy::RedirectMemory redirects;
   std::unique_ptr<proxy::Server> server;
   uint16_t port = 0;
   size_t live_after_stop = 0;

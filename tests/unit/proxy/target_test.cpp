@@ -69,3 +69,56 @@ TEST_CASE("https:// in absolute form is refused with advice to use CONNECT; othe
   CHECK_FALSE(parse_absolute_url("http://user:pw@example.com/").has_value());
   CHECK_FALSE(parse_absolute_url("http://example.com:99999/").has_value());
 }
+
+TEST_CASE("a Location resolves against the request it answered: absolute, scheme-relative and relative") {
+  auto base = parse_absolute_url("http://mirror.example.com/claude/1.2.3/linux-x64?x=1");
+  REQUIRE(base.has_value());
+  base->tls = true;
+  base->port = 443;
+  struct Row {
+    std::string_view location;
+    std::string_view url;
+  };
+  const Row rows[] = {
+      {"https://S3.example.com/b/k?sig=1#frag", "https://s3.example.com/b/k?sig=1"},
+      {"http://s3.example.com:8080/b", "http://s3.example.com:8080/b"},
+      {"https://s3.example.com:443/b", "https://s3.example.com/b"},  // the default port unsaid
+      {"//cdn.example.com/x", "https://cdn.example.com/x"},          // the base's scheme
+      {"/other?y=2", "https://mirror.example.com/other?y=2"},
+      {"next", "https://mirror.example.com/claude/1.2.3/next"},
+      {"[::1]:9/x", "https://mirror.example.com/claude/1.2.3/[::1]:9/x"},  // a relative path, not a host
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.location);
+    auto resolved = egressd::proxy::resolve_location(row.location, *base);
+    REQUIRE(resolved.has_value());
+    CHECK(resolved->url() == row.url);
+  }
+  CHECK_FALSE(egressd::proxy::resolve_location("ftp://x.example.com/", *base).has_value());
+  CHECK_FALSE(egressd::proxy::resolve_location("https://user@x.example.com/", *base).has_value());
+  CHECK_FALSE(egressd::proxy::resolve_location("", *base).has_value());
+}
+
+TEST_CASE("a Host header parses to host and port, the scheme's default when absent") {
+  struct Row {
+    std::string_view text;
+    uint16_t default_port;
+    const char* host;
+    uint16_t port;
+  };
+  const Row rows[] = {{"Mirror.Example.com", 443, "mirror.example.com", 443},
+                      {"mirror.example.com:8443", 443, "mirror.example.com", 8443},
+                      {"[::1]:8080", 80, "::1", 8080},
+                      {"127.0.0.1", 80, "127.0.0.1", 80}};
+  for (const Row& row : rows) {
+    CAPTURE(row.text);
+    auto host = egressd::proxy::parse_host_header(row.text, row.default_port);
+    REQUIRE(host.has_value());
+    CHECK(host->host == row.host);
+    CHECK(host->port == row.port);
+  }
+  for (std::string_view bad : {"a.example.com/x", "user@a.example.com", "a b", "a.example.com:0", ""}) {
+    CAPTURE(bad);
+    CHECK_FALSE(egressd::proxy::parse_host_header(bad, 443).has_value());
+  }
+}

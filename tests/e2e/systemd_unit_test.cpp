@@ -13,6 +13,10 @@ TEST_CASE("systemd/egressd.service passes systemd-analyze verify with the built 
           doctest::timeout(60)) {
   const std::string unit = read_file(std::string(EGRESSD_SOURCE_DIR) + "/systemd/egressd.service");
   REQUIRE(unit.find("ExecStart=/usr/local/bin/egressd run ") != std::string::npos);
+  // Without --ca-cert the CA is generated into $STATE_DIRECTORY; under ProtectSystem=strict only a
+  // StateDirectory= is writable, so without it the service could not start.
+  CHECK(unit.find("\nStateDirectory=egressd\n") != std::string::npos);
+  CHECK(unit.find("--ca-cert") == std::string::npos);
   const TempDir dir;
   const std::string copy = dir.path() + "/egressd.service";
   write_file(copy, std::regex_replace(unit, std::regex("/usr/local/bin/egressd"), egressd_binary()));

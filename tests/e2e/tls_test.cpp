@@ -238,3 +238,56 @@ with opener.open(url, timeout=20) as response:
 
 }  // namespace
 }  // namespace egressd::test::e2e
+
+namespace egressd::test::e2e {
+namespace {
+
+TEST_CASE("inside termination, Expect: 100-continue gets its 100 and the body goes up whole" *
+          doctest::timeout(60)) {
+  HttpsOrigin https;
+  Egressd egressd(policy_allowing(curl(), kMirror, https.origin.port()), https.egressd_args());
+  INFO(egressd.diagnostics());
+  const std::string body(300 * 1024, 'x');
+  const std::string file = https.dir.file("upload.bin");
+  write_file(file, body);
+  const Fetched fetched =
+      fetch(egressd, https.url("/echo"),
+            {"-H", "Expect: 100-continue", "--data-binary", "@" + file, "-o", "/dev/null"});
+  CHECK(fetched.status == "200");
+  REQUIRE(https.origin.requests().size() == 1);
+  CHECK(https.origin.requests()[0].header("expect") == "100-continue");
+  CHECK(https.origin.requests()[0].body_size == body.size());
+}
+
+TEST_CASE("inside termination, an upgrade is relayed both ways after 101" * doctest::timeout(60)) {
+  HttpsOrigin https;
+  const std::string python = real_path_of("/usr/bin/python3");
+  Egressd egressd(policy_allowing(python, kMirror, https.origin.port()), https.egressd_args());
+  INFO(egressd.diagnostics());
+  const std::string script = R"(
+import socket, ssl, sys
+proxy_port, host, port, ca = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+raw = socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=20)
+raw.sendall(f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode())
+assert raw.recv(4096).startswith(b"HTTP/1.1 200")
+tls = ssl.create_default_context(cafile=ca).wrap_socket(raw, server_hostname=host)
+tls.sendall(f"GET /upgrade HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n".encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += tls.recv(4096)
+print(head.split(b"\r\n")[0].decode())
+for message in (b"ping", b"x" * 100000):
+    tls.sendall(message)
+    got = b""
+    while len(got) < len(message):
+        got += tls.recv(65536)
+    print(len(got), got == message)
+)";
+  const RunResult result = run({python, "-c", script, std::to_string(egressd.port()), kMirror,
+                                std::to_string(https.origin.port()), egressd.ca_path()});
+  INFO(result.err);
+  CHECK(result.out == "HTTP/1.1 101 Switching Protocols\n4 True\n100000 True\n");
+}
+
+}  // namespace
+}  // namespace egressd::test::e2e

@@ -10,6 +10,8 @@
 #include <cstring>
 #include <memory>
 
+#include "common/unique_fd.h"
+
 namespace egressd::policy {
 namespace {
 
@@ -19,21 +21,6 @@ struct FreeMalloced {
   void operator()(char* p) const noexcept { free(p); }
 };
 
-// Owns one open file descriptor.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-
- private:
-  int fd_;
-};
-
 }  // namespace
 
 Result<std::string, LoadError> read_source_file(const std::string& path) {
@@ -41,7 +28,7 @@ Result<std::string, LoadError> read_source_file(const std::string& path) {
     return egressd::unexpected(
         LoadError{{path, 0, 0}, "cannot read: " + std::string(std::strerror(errno_value))});
   };
-  FileDescriptor file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  UniqueFd file(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (file.get() < 0) return cannot_read(errno);
   std::string text;
   char buffer[64 * 1024];

@@ -8,18 +8,6 @@
 
 namespace egressd::procid {
 
-UniqueFd& UniqueFd::operator=(UniqueFd&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = std::exchange(other.fd_, -1);
-  }
-  return *this;
-}
-
-UniqueFd::~UniqueFd() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 Result<std::string, int> read_file_at(int dir_fd, const char* path) {
   UniqueFd file(::openat(dir_fd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!file) return unexpected(errno);

@@ -1,6 +1,6 @@
-// Small /proc primitives shared by socket_inode.cpp and holders.cpp: an owning file descriptor and
-// reads that report errno instead of throwing, so callers can tell "vanished" (ENOENT/ESRCH) from
-// "denied" (EACCES/EPERM). Thread-safe: no state beyond the caller's descriptors.
+// Small /proc primitives shared by socket_inode.cpp and holders.cpp: reads that report errno instead
+// of throwing, so callers can tell "vanished" (ENOENT/ESRCH) from "denied" (EACCES/EPERM). Thread-safe: no
+// state beyond the caller's descriptors.
 #pragma once
 
 #include <dirent.h>
@@ -10,26 +10,11 @@
 #include <utility>
 
 #include "common/result.h"
+#include "common/unique_fd.h"
 
 namespace egressd::procid {
 
-// Sole owner of one file descriptor; closes it on destruction. -1 means "none".
-class UniqueFd {
- public:
-  UniqueFd() = default;
-  explicit UniqueFd(int fd) : fd_(fd) {}
-  UniqueFd(UniqueFd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-  UniqueFd& operator=(UniqueFd&& other) noexcept;
-  UniqueFd(const UniqueFd&) = delete;
-  UniqueFd& operator=(const UniqueFd&) = delete;
-  ~UniqueFd();
-
-  int get() const { return fd_; }
-  explicit operator bool() const { return fd_ >= 0; }
-
- private:
-  int fd_ = -1;
-};
+using egressd::UniqueFd;
 
 struct CloseDir {
   void operator()(DIR* dir) const noexcept { closedir(dir); }

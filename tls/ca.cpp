@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <system_error>
 
+#include "common/unique_fd.h"
 #include "tls/certificate_fields.h"
 
 namespace egressd::tls {
@@ -40,26 +41,10 @@ std::string errno_text(int error) {
   return std::strerror(error);
 }
 
-// Closes the descriptor it holds.
-class FileDescriptor {
- public:
-  explicit FileDescriptor(int fd) : fd_(fd) {}
-  FileDescriptor(const FileDescriptor&) = delete;
-  FileDescriptor& operator=(const FileDescriptor&) = delete;
-  ~FileDescriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() { return std::exchange(fd_, -1); }
-
- private:
-  int fd_;
-};
-
 // The whole of `path`. A `secret` file (a private key) must not be accessible to group or others: the
 // mode is checked on the open descriptor before a byte is read.
 Result<std::string, TlsError> read_pem_file(const std::string& path, const char* what, bool secret) {
-  FileDescriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (fd.get() < 0)
     return unexpected(ca_error(fmt::format("cannot read {} {}: {}", what, path, errno_text(errno))));
   struct stat st {};
@@ -219,7 +204,7 @@ Result<void, TlsError> ensure_directory(const std::string& dir) {
 // Creates `path` with exactly `mode` (never more open, not even briefly) and writes `text` to it.
 // Refuses an existing file. On failure nothing is left behind.
 Result<void, TlsError> write_new_file(const std::string& path, const std::string& text, mode_t mode) {
-  FileDescriptor fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode));
   if (fd.get() < 0) {
     if (errno == EEXIST) {
       return unexpected(ca_error(fmt::format("{} already exists; refusing to overwrite a CA file", path)));

@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "tests/support/process.h"
 #include "tests/support/server_stream.h"
 #include "tests/support/tcp_server.h"
 #include "tests/support/test_ca.h"
@@ -264,6 +265,12 @@ struct LocalOrigin::State {
   bool send_slow(ServerConnection& io, ServerStream& stream, const std::string& target, const Reply& reply);
   bool send_events(ServerConnection& io, ServerStream& stream, const std::string& target, const Reply& reply);
   static void serve_upgrade(ServerStream& stream, RequestReader& reader, const std::string& protocol);
+  static std::string serve_git(const std::string& project_root, const RecordedRequest& request,
+                               const std::string& body, const Reply& reply);
+  std::string git_project_root() const {
+    std::lock_guard lock(mutex);
+    return git_root;
+  }
   void record(RecordedRequest request) {
     std::lock_guard lock(mutex);
     recorded.push_back(std::move(request));
@@ -276,6 +283,7 @@ struct LocalOrigin::State {
   std::condition_variable released_cv;
   bool holds_released = false;            // guarded by mutex
   bool stopping = false;                  // guarded by mutex
+  std::string git_root;                   // guarded by mutex; empty: no /git/ routes
   std::vector<RecordedRequest> recorded;  // guarded by mutex
   TcpServer server;                       // last: its threads use the members above, and it is stopped first
 };
@@ -345,6 +353,8 @@ void LocalOrigin::State::serve_http(ServerConnection& io, ServerStream& stream, 
                                    "/upgrade needs Connection: Upgrade and an Upgrade header\n"));
     } else if (path == "/any" || path.starts_with("/any/")) {
       sent = stream.send_all(reply(200, "OK", "text/plain", method + " " + target + "\n"));
+    } else if (const std::string root = git_project_root(); !root.empty() && path.starts_with("/git/")) {
+      sent = stream.send_all(serve_git(root, *request, *body, reply));
     } else {
       sent = stream.send_all(reply(404, "Not Found", "text/plain", "not found\n"));
     }
@@ -405,6 +415,66 @@ void LocalOrigin::State::serve_upgrade(ServerStream& stream, RequestReader& read
   }
 }
 
+// One request through `git http-backend` as a CGI (RFC 3875): the request's facts in the environment,
+// the body on stdin; its output is CGI headers (Status: among them), a blank line, then the body.
+std::string LocalOrigin::State::serve_git(const std::string& project_root, const RecordedRequest& request,
+                                          const std::string& body, const Reply& reply) {
+  const size_t question = request.target.find('?');
+  const std::string path = request.target.substr(0, question);
+  const std::string query = question == std::string::npos ? "" : request.target.substr(question + 1);
+  std::vector<std::string> env = {
+      "GIT_PROJECT_ROOT=" + project_root,
+      "GIT_HTTP_EXPORT_ALL=1",
+      "GATEWAY_INTERFACE=CGI/1.1",
+      "SERVER_PROTOCOL=" + request.version,
+      "REQUEST_METHOD=" + request.method,
+      "PATH_INFO=" + path.substr(std::string_view("/git").size()),
+      "QUERY_STRING=" + query,
+      "CONTENT_LENGTH=" + std::to_string(body.size()),
+      "CONTENT_TYPE=" + request.header("Content-Type").value_or(""),
+      "REMOTE_ADDR=127.0.0.1",
+  };
+  for (const char* name : {"Content-Encoding", "Git-Protocol"}) {
+    if (const std::optional<std::string> value = request.header(name)) {
+      std::string variable = "HTTP_" + std::string(name);
+      std::transform(variable.begin(), variable.end(), variable.begin(), [](char c) {
+        return c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      });
+      env.push_back(variable + "=" + *value);
+    }
+  }
+  const RunResult cgi = run({"git", "http-backend"}, {.env = std::move(env), .stdin_text = body});
+  if (cgi.exit_code != 0 && cgi.out.empty()) {
+    return reply(500, "Internal Server Error", "text/plain", "git http-backend failed: " + cgi.err);
+  }
+  int status = 200;
+  std::string reason = "OK";
+  std::string content_type;
+  std::string extra_headers;
+  size_t offset = 0;
+  while (offset < cgi.out.size()) {
+    const size_t end = cgi.out.find('\n', offset);
+    if (end == std::string::npos) break;
+    std::string_view line(cgi.out.data() + offset, end - offset);
+    offset = end + 1;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    const std::string_view name = line.substr(0, colon);
+    const std::string_view value = trim(line.substr(colon + 1));
+    if (iequals(name, "Status")) {
+      status = std::stoi(std::string(value.substr(0, 3)));
+      reason = std::string(trim(value.substr(std::min<size_t>(3, value.size()))));
+    } else if (iequals(name, "Content-Type")) {
+      content_type = value;
+    } else {
+      extra_headers += std::string(line) + "\r\n";
+    }
+  }
+  return reply(status, reason, content_type, std::string_view(cgi.out).substr(offset), extra_headers);
+}
+
 LocalOrigin::LocalOrigin(const std::string& address, std::string hello_body, const ServerCert* cert)
     : state_(std::make_unique<State>(address, std::move(hello_body), cert)) {}
 LocalOrigin::LocalOrigin(LocalOrigin&&) noexcept = default;
@@ -458,6 +528,11 @@ void LocalOrigin::release_holds() {
     state_->holds_released = true;
   }
   state_->released_cv.notify_all();
+}
+
+void LocalOrigin::serve_git(std::string project_root) {
+  std::lock_guard lock(state_->mutex);
+  state_->git_root = std::move(project_root);
 }
 
 std::string LocalOrigin::pattern(size_t n) {

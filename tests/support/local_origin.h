@@ -20,6 +20,9 @@
 //                                   without them -> 400
 //   ANY  /any, /any/...          -> 200, text/plain "METHOD TARGET\n", the target as on the request line
 //                                   (path and query), so tests see which method and path arrived
+//   ANY  /git/...                -> after serve_git(ROOT): git's smart HTTP, `git http-backend` run as a
+//                                   CGI for each request with GIT_PROJECT_ROOT=ROOT (all repositories
+//                                   exported; pushes only where the repository enables http.receivepack)
 //   anything else                -> 404
 // A HEAD request (to /hello, /bytes, /redirect, /any/... or a 404) gets the head without the body. Keep-alive
 // unless the request says `Connection: close`; `Expect: 100-continue` gets its 100. The destructor stops
@@ -82,6 +85,8 @@ class LocalOrigin {
   size_t slow_bytes_sent() const;
   // Lets every /slow response held at its hold_at point (now or later) go on.
   void release_holds();
+  // Serves the git repositories under `project_root` at /git/ (see above).
+  void serve_git(std::string project_root);
 
   // The deterministic body of /bytes and /slow: byte i depends only on i.
   static std::string pattern(size_t n);

@@ -43,17 +43,21 @@ void ignore_sigpipe_once() {
   });
 }
 
-bool is_proxy_variable(std::string_view entry) {
+// What a developer's shell may set to route clients or choose whom they trust: a test says both itself.
+bool is_proxy_or_trust_variable(std::string_view entry) {
+  static constexpr std::string_view kTrust[] = {
+      "curl_ca_bundle",     "git_ssl_cainfo",      "git_ssl_capath", "ssl_cert_file",     "ssl_cert_dir",
+      "requests_ca_bundle", "node_extra_ca_certs", "pip_cert",       "npm_config_cafile", "wgetrc"};
   const size_t eq = entry.find('=');
   std::string name(entry.substr(0, eq));
   for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return name.size() > 6 && name.ends_with("_proxy");
+  return (name.size() > 6 && name.ends_with("_proxy")) || std::ranges::find(kTrust, name) != std::end(kTrust);
 }
 
 std::vector<std::string> child_environment(const std::vector<std::string>& additions) {
   std::vector<std::string> env;
   for (char** entry = environ; *entry != nullptr; ++entry) {
-    if (!is_proxy_variable(*entry)) env.emplace_back(*entry);
+    if (!is_proxy_or_trust_variable(*entry)) env.emplace_back(*entry);
   }
   for (const std::string& addition : additions) {
     const std::string key = addition.substr(0, addition.find('=') + 1);

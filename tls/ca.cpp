@@ -400,14 +400,17 @@ std::string client_trust_instructions(const std::string& ca_cert_path) {
   const std::string ca = shell_word(ca_cert_path);
   const std::string bundle = "\"$HOME/.egressd-ca-bundle.pem\"";
   return fmt::format(
-      "# curl, git, python requests, pip and npm use the file they are given instead of the system CAs,\n"
-      "# so give them a bundle of the system CAs plus this one:\n"
+      "# curl, git, wget, python (requests and ssl), pip and npm use the file they are given instead of the\n"
+      "# system CAs, so give them a bundle of the system CAs plus this one:\n"
       "cat /etc/ssl/certs/ca-certificates.crt {ca} > {bundle}\n"
       "export CURL_CA_BUNDLE={bundle}\n"
       "export GIT_SSL_CAINFO={bundle}\n"
       "export REQUESTS_CA_BUNDLE={bundle}\n"
+      "export SSL_CERT_FILE={bundle}\n"
       "export PIP_CERT={bundle}\n"
       "export NPM_CONFIG_CAFILE={bundle}\n"
+      "printf 'ca_certificate = %s\\n' {bundle} > \"$HOME/.egressd-wgetrc\"\n"
+      "export WGETRC=\"$HOME/.egressd-wgetrc\"\n"
       "# node adds this file to its built-in CAs:\n"
       "export NODE_EXTRA_CA_CERTS={ca}\n"
       "# Or trust it system-wide on Debian/Ubuntu, for curl, git, wget and python's ssl (node still needs\n"

@@ -346,16 +346,18 @@ TEST_CASE("sha256_fingerprint() is the colon-separated uppercase SHA-256 of the 
 }
 
 TEST_CASE("client_trust_instructions() exports a combined bundle for each client and NODE_EXTRA_CA_CERTS") {
+  // tests/e2e/clients_test.cpp runs the printed text and each client after it.
   const std::string text = client_trust_instructions("/var/lib/egressd/ca/ca.pem");
   CHECK(contains(text, "cat /etc/ssl/certs/ca-certificates.crt /var/lib/egressd/ca/ca.pem > "));
-  for (const char* variable :
-       {"CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "PIP_CERT", "NPM_CONFIG_CAFILE"}) {
+  for (const char* variable : {"CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE",
+                               "PIP_CERT", "NPM_CONFIG_CAFILE"}) {
     CAPTURE(variable);
     CHECK(contains(text, std::string("export ") + variable + "=\"$HOME/.egressd-ca-bundle.pem\"\n"));
   }
   CHECK(contains(text, "export NODE_EXTRA_CA_CERTS=/var/lib/egressd/ca/ca.pem\n"));
   CHECK(contains(text, "update-ca-certificates"));
-  CHECK_FALSE(contains(text, "SSL_CERT_FILE"));  // it would replace the system store for everything
+  CHECK_FALSE(contains(text, "SSL_CERT_FILE=/var/lib"));  // never the CA alone: the system CAs would be lost
+  CHECK(contains(text, "export WGETRC=\"$HOME/.egressd-wgetrc\"\n"));
   // A path the shell would split is quoted.
   CHECK(
       contains(client_trust_instructions("/tmp/my ca.pem"), "export NODE_EXTRA_CA_CERTS='/tmp/my ca.pem'\n"));

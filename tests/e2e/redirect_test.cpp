@@ -169,5 +169,32 @@ TEST_CASE("an endpoint's redirects: lets exactly the redirected URL through, and
   CHECK(post.out.ends_with("|403"));
 }
 
+TEST_CASE("a plain-HTTP 301 is remembered too: the denial of its target names it, in the log and the 403" *
+          doctest::timeout(60)) {
+  const LocalOrigin origin = LocalOrigin::http();
+  const std::string target = origin.url_as(kS3, "/any/claude/1.2.3/linux-x64?X-Amz-Signature=0123abcd");
+  const std::string start = origin.url_as(kMirror, "/redirect?status=301&to=" + percent_encode(target));
+  Egressd egressd(
+      policy_allowing(curl(), kMirror, origin.port(), "mirror"),
+      {"--resolve", std::string(kMirror) + "=127.0.0.1", "--resolve", std::string(kS3) + "=127.0.0.1"});
+  INFO(egressd.diagnostics());
+  const RunResult denied =
+      run({curl(), "-q", "-sS", "-L", "--proxy", egressd.url(), "-w", "|%{http_code}", start});
+  INFO(denied.out);
+  REQUIRE(denied.out.ends_with("|403"));
+  const Json body = Json::parse(denied.out.substr(0, denied.out.size() - 4));
+  CHECK(body["host"] == kS3);
+  REQUIRE(body["redirected_by"].size() == 1);
+  CHECK(body["redirected_by"].at(0)["status"] == 301);
+  CHECK(body["redirected_by"].at(0)["from"] == start);
+  REQUIRE(egressd.wait_for_deny_lines(1));
+  const Json line = egressd.deny_log_lines().at(0);
+  CHECK(line["url"] == target);
+  REQUIRE(line["redirected_by"].size() == 1);
+  CHECK(line["redirected_by"].at(0)["method"] == "GET");
+  CHECK(line["redirected_by"].at(0)["to"] == target);
+  CHECK(origin.requests().size() == 1);  // only the mirror's request reached an origin
+}
+
 }  // namespace
 }  // namespace egressd::test::e2e

@@ -8,6 +8,7 @@
 #include <span>
 #include <utility>
 
+#include "policy/destination.h"
 #include "policy/patterns.h"
 #include "policy/source_file.h"
 
@@ -361,7 +362,11 @@ std::optional<Endpoint> Loader::load_endpoint(const YAML::Node& node, const YAML
   endpoint.where = at(mark);
   const std::vector<Entry> fields = entries(node, "in an endpoint", kEndpointKeys);
   if (const Entry* host = find(fields, "host"); host == nullptr) {
-    fail(mark, "an endpoint needs 'host'");
+    // Without a host the endpoint allows IP literals by range; it stays hostless (empty text).
+    if (find(fields, "allowed_ips") == nullptr) {
+      fail(mark,
+           "an endpoint needs 'host' (or, to allow IP addresses by range, 'allowed_ips' without a host)");
+    }
   } else if (std::optional<std::string> text = string_of(*host)) {
     Result<HostPattern, std::string> pattern = parse_host_pattern(*text);
     if (pattern) {
@@ -407,10 +412,12 @@ std::optional<Endpoint> Loader::load_endpoint(const YAML::Node& node, const YAML
         const YAML::Mark item_mark = mark_of(item, allowed_ips->key_mark);
         if (!item.IsScalar()) {
           fail(item_mark, "expected an IP address or CIDR, found " + describe(item));
-        } else if (Result<Cidr, std::string> cidr = parse_cidr(item.Scalar()); cidr) {
-          endpoint.allowed_ips.push_back(*cidr);
-        } else {
+        } else if (Result<Cidr, std::string> cidr = parse_cidr(item.Scalar()); !cidr) {
           fail(item_mark, std::move(cidr.error()));
+        } else if (std::optional<std::string> never = never_allowed_overlap(*cidr)) {
+          fail(item_mark, std::move(*never));  // check_destination() would refuse those addresses anyway
+        } else {
+          endpoint.allowed_ips.push_back(*cidr);
         }
       }
     }

@@ -1,8 +1,11 @@
 #include "policy/matcher.h"
 
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "policy/destination.h"
 
 namespace egressd::policy {
 namespace {
@@ -68,14 +71,27 @@ bool exact_binary_matches(const BinaryPattern& pattern, std::string_view exe) {
          std::find(pattern.resolved.begin(), pattern.resolved.end(), exe) != pattern.resolved.end();
 }
 
+// A hostless endpoint takes only IP literals inside its allowed_ips; never a name.
+bool endpoint_host_matches(const Endpoint& endpoint, std::string_view host) {
+  if (!endpoint.hostless()) return host_matches(endpoint.host, host);
+  const std::optional<IpAddress> address = IpAddress::parse(host);
+  return address && std::any_of(endpoint.allowed_ips.begin(), endpoint.allowed_ips.end(),
+                                [&address](const Cidr& cidr) { return cidr_contains(cidr, *address); });
+}
+
+// The rule's endpoint for host:port. An endpoint naming the host exactly wins over a wildcard or a
+// hostless range that also matches, wherever each stands in the file: its HTTP rules and its address
+// scope (an exact host may reach private addresses) are the ones meant for this host.
 const Endpoint* matching_endpoint(const Rule& rule, std::string_view host, uint16_t port) {
+  const Endpoint* broad = nullptr;
   for (const Endpoint& endpoint : rule.endpoints) {
-    if (host_matches(endpoint.host, host) &&
+    if (endpoint_host_matches(endpoint, host) &&
         std::find(endpoint.ports.begin(), endpoint.ports.end(), port) != endpoint.ports.end()) {
-      return &endpoint;
+      if (!endpoint.hostless() && !endpoint.host.is_wildcard) return &endpoint;
+      if (broad == nullptr) broad = &endpoint;
     }
   }
-  return nullptr;
+  return broad;
 }
 
 std::string binary_denied_reason(const Caller& caller, const std::vector<std::string>& rule_names) {
@@ -91,6 +107,8 @@ std::string binary_denied_reason(const Caller& caller, const std::vector<std::st
 bool host_matches(const HostPattern& pattern, std::string_view host) {
   if (host.empty()) return false;
   if (!pattern.is_wildcard) return equals_ignoring_case(pattern.text, host);
+  // Wildcards are for names: an address is allowed only by writing it (or by allowed_ips).
+  if (IpAddress::parse(host)) return false;
   const std::vector<std::string_view> labels = split_labels(host);
   const std::vector<std::string>& wanted = pattern.labels;
   if (wanted.empty()) return false;

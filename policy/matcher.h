@@ -34,6 +34,8 @@ struct Decision {
   std::vector<std::string> rules_considered;  // names of rules whose endpoint matched host:port
 };
 
+// An endpoint matches when its host pattern matches request.host (a hostless endpoint: when request.host
+// is an IP literal inside its allowed_ips) and it lists request.port.
 Decision decide(const Policy& policy, const EgressRequest& request);
 
 // Whether a 3xx from `endpoint` may send its caller to `host` (lowercase or not; an IPv6 literal without
@@ -41,6 +43,7 @@ Decision decide(const Policy& policy, const EgressRequest& request);
 bool redirect_allowed(const Endpoint& endpoint, std::string_view host);
 
 // Building blocks, exposed for tests and for later stages (explain, L7).
+// host_matches: a wildcard never matches an IP literal (10.1.2.3, or IPv6 without brackets).
 bool host_matches(const HostPattern& pattern, std::string_view host);
 bool binary_matches(const BinaryPattern& pattern, const Caller& caller);
 bool path_glob_matches(std::string_view glob, std::string_view path);    // '/'-segmented * and **

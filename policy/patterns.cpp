@@ -111,6 +111,7 @@ Result<HostPattern, std::string> parse_ipv6_host(std::string_view written, const
   if (!canonical) return egressd::unexpected("host " + quoted(written) + " is not a valid IPv6 address");
   HostPattern pattern;
   pattern.text = *canonical;
+  pattern.is_ip_literal = true;
   pattern.labels = {pattern.text};
   return pattern;
 }
@@ -143,6 +144,7 @@ Result<HostPattern, std::string> parse_host_pattern(std::string_view written) {
     if (!canonical) return egressd::unexpected(name + " is not a valid IPv4 address");
     HostPattern pattern;
     pattern.text = *canonical;
+    pattern.is_ip_literal = true;
     pattern.labels = split_labels(pattern.text);
     return pattern;
   }

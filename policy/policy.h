@@ -17,10 +17,12 @@ struct SourceLocation {
 
 // A host pattern: an exact name or IP literal, or a wildcard such as `*.example.com` (exactly one
 // label), `**.example.com` (one or more labels), `*-api.example.com`, `*.s3.*.amazonaws.com`.
-// Stored lowercase; IPv6 literals in canonical inet_ntop form without brackets.
+// Stored lowercase; IPv6 literals in canonical inet_ntop form without brackets. Empty text: a hostless
+// endpoint (one that allows IP addresses by `allowed_ips` alone); it matches no name.
 struct HostPattern {
   std::string text;
   bool is_wildcard = false;
+  bool is_ip_literal = false;       // an IPv4 or IPv6 address
   std::vector<std::string> labels;  // text split on '.', for wildcard matching
 };
 
@@ -46,7 +48,7 @@ struct Cidr {
 };
 
 struct Endpoint {
-  HostPattern host;
+  HostPattern host;             // empty text when hostless: then allowed_ips is not empty
   std::vector<uint16_t> ports;  // `ports`, or the single `port`; never empty
   Protocol protocol = Protocol::None;
   TlsMode tls = TlsMode::Auto;
@@ -59,6 +61,9 @@ struct Endpoint {
   // proxy lets that process fetch exactly the Location URL for a short window; see redirect_allowed().
   std::vector<HostPattern> redirect_hosts;
   SourceLocation where;
+
+  // No `host`: the endpoint allows request hosts that are IP literals inside its allowed_ips.
+  bool hostless() const { return host.text.empty(); }
 };
 
 // A binary entry: an exact absolute path or a glob (`*` within one path segment, `**` across).

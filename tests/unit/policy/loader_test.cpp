@@ -31,6 +31,9 @@ const BrokenFile kBrokenFiles[] = {
     {"access_unknown", 8, 17, "unknown access 'read-all'"},
     {"access_with_mcp_protocol", 8, 9, "'access' is not available for 'protocol: mcp'"},
     {"access_without_protocol", 7, 9, "'access' needs 'protocol: rest' (or another L7 protocol)"},
+    {"allowed_ips_metadata", 7, 35,
+     "allowed_ips entry '169.254.169.254' covers the cloud metadata service (169.254.169.254), which egressd "
+     "never connects to"},
     {"allowed_ips_not_an_address", 7, 35,
      "allowed_ips entry 'example.com' is not an IP address or a CIDR (like 10.0.0.0/8 or fd00::/8)"},
     {"allowed_ips_prefix_too_long", 7, 23, "allowed_ips entry '10.0.0.0/33' has an invalid prefix length"},
@@ -55,7 +58,8 @@ const BrokenFile kBrokenFiles[] = {
     {"host_empty", 5, 17, "host is empty"},
     {"host_invalid_ipv4", 5, 17, "host '999.1.1.1' is not a valid IPv4 address"},
     {"host_invalid_ipv6", 5, 17, "host '[fe80::zz]' is not a valid IPv6 address"},
-    {"host_missing", 5, 9, "an endpoint needs 'host'"},
+    {"host_missing", 5, 9,
+     "an endpoint needs 'host' (or, to allow IP addresses by range, 'allowed_ips' without a host)"},
     {"host_not_a_string", 5, 17, "expected a string for 'host', found a sequence"},
     {"host_trailing_dot", 5, 17, "host 'api.github.com.' ends with a dot"},
     {"host_with_port", 5, 17, "host 'api.github.com:443' includes a port"},
@@ -312,6 +316,73 @@ TEST_CASE("redirects load as lowercase host patterns, wildcards split into label
   REQUIRE(web.size() == 1);
   CHECK(web[0].text == "**.githubusercontent.com");
   CHECK(web[0].is_wildcard);
+}
+
+TEST_CASE("an endpoint with allowed_ips and no host loads as hostless") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  lan:
+    endpoints:
+      - { port: 5432, allowed_ips: [10.0.0.0/8, "fd12::/16"] }
+      - { host: db.example.com, port: 5432, allowed_ips: [10.0.0.0/8] }
+    binaries: [{ path: /usr/bin/psql }]
+)");
+  const Endpoint& hostless = policy->rules[0].endpoints[0];
+  CHECK(hostless.hostless());
+  CHECK(hostless.host.text.empty());
+  CHECK_FALSE(hostless.host.is_wildcard);
+  CHECK(hostless.ports == std::vector<uint16_t>{5432});
+  REQUIRE(hostless.allowed_ips.size() == 2);
+  CHECK(hostless.allowed_ips[1].text == "fd12::/16");
+  CHECK_FALSE(policy->rules[0].endpoints[1].hostless());
+}
+
+TEST_CASE("an endpoint with neither host nor allowed_ips says it needs one of them") {
+  const LoadErrors errors = errors_from_yaml(R"(version: 1
+network_policies:
+  lan:
+    endpoints:
+      - { port: 5432, protocol: tcp }
+    binaries: [{ path: /usr/bin/psql }]
+)");
+  REQUIRE(errors.size() == 1);
+  CHECK(
+      errors[0].to_string() ==
+      "test.yaml:5:9: an endpoint needs 'host' (or, to allow IP addresses by range, 'allowed_ips' without a "
+      "host)");
+}
+
+TEST_CASE("each allowed_ips entry overlapping addresses egressd never connects to is an error at the entry") {
+  const LoadErrors errors = errors_from_yaml(R"(version: 1
+network_policies:
+  lan:
+    endpoints:
+      - host: db.example.com
+        port: 5432
+        allowed_ips:
+          - 10.0.0.0/8
+          - 0.0.0.0/0
+          - "fe80::/64"
+          - 127.0.0.1
+          - "fd00::/8"
+    binaries: [{ path: /usr/bin/psql }]
+)");
+  std::vector<std::string> lines;
+  for (const LoadError& error : errors) lines.push_back(error.to_string());
+  CAPTURE(format_errors(errors));
+  REQUIRE(lines.size() == 3);
+  CHECK(
+      lines[0] ==
+      "test.yaml:9:13: allowed_ips entry '0.0.0.0/0' covers non-unicast addresses (224.0.0.0/4, multicast), "
+      "which egressd never connects to");
+  CHECK(
+      lines[1] ==
+      "test.yaml:10:13: allowed_ips entry 'fe80::/64' covers link-local addresses (fe80::/10), which egressd "
+      "never connects to");
+  CHECK(lines[2] ==
+        "test.yaml:12:13: allowed_ips entry 'fd00::/8' covers the AWS instance metadata service over IPv6 "
+        "(fd00:ec2::254), which egressd never connects to");
 }
 
 TEST_CASE("an endpoint without 'redirects' has no redirect hosts") {

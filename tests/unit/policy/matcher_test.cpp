@@ -6,6 +6,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/patterns.h"
 #include "tests/unit/policy/policy_fixtures.h"
 
 namespace egressd::policy {
@@ -110,6 +111,59 @@ TEST_CASE("a whole '*' label in a middle position matches exactly one label ther
   for (const Row& row : rows) {
     CAPTURE(row.host);
     CHECK(host_matches(pattern, row.host) == row.want);
+  }
+}
+
+TEST_CASE("a wildcard host pattern never matches an IP literal, even where its labels would") {
+  // parse_host_pattern refuses numeric wildcards, so these are built by hand: the matcher must not rely
+  // on that.
+  HostPattern numeric;
+  numeric.text = "*.0.0.1";
+  numeric.is_wildcard = true;
+  numeric.labels = {"*", "0", "0", "1"};
+  CHECK(host_matches(numeric, "a.0.0.1"));  // the labels do match
+  CHECK_FALSE(host_matches(numeric, "10.0.0.1"));
+  HostPattern any_prefix;
+  any_prefix.text = "**.3.4";
+  any_prefix.is_wildcard = true;
+  any_prefix.labels = {"**", "3", "4"};
+  CHECK(host_matches(any_prefix, "a.b.3.4"));
+  CHECK_FALSE(host_matches(any_prefix, "1.2.3.4"));
+  CHECK_FALSE(host_matches(any_prefix, "::ffff:1.2.3.4"));  // labels "::ffff:1", "2", "3", "4"
+  CHECK_FALSE(parse_host_pattern("*.0.0.1").has_value());
+}
+
+TEST_CASE("a hostless endpoint matches IP literals inside its allowed_ips on its ports, and no name") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  lan:
+    endpoints: [{ port: 5432, allowed_ips: [10.0.0.0/8, "fd12::/16"] }]
+    binaries: [{ path: /usr/bin/psql }]
+)");
+  struct Row {
+    const char* host;
+    uint16_t port;
+    Verdict want;
+  };
+  const Row rows[] = {
+      {"10.1.2.3", 5432, Verdict::Allow},
+      {"10.255.255.255", 5432, Verdict::Allow},
+      {"fd12::7", 5432, Verdict::Allow},
+      {"::ffff:10.1.2.3", 5432, Verdict::Allow},  // the same IPv4 address, mapped
+      {"10.1.2.3", 5433, Verdict::Deny},
+      {"11.0.0.1", 5432, Verdict::Deny},
+      {"fd13::7", 5432, Verdict::Deny},
+      {"internal.example.com", 5432, Verdict::Deny},
+      {"10.1.2.3.example.com", 5432, Verdict::Deny},
+  };
+  const Caller psql{"/usr/bin/psql", {}};
+  for (const Row& row : rows) {
+    CAPTURE(row.host);
+    CAPTURE(row.port);
+    const Decision decision = decide(*policy, {psql, row.host, row.port});
+    CHECK(decision.verdict == row.want);
+    if (row.want == Verdict::Allow) CHECK(decision.endpoint == &policy->rules[0].endpoints[0]);
   }
 }
 
@@ -308,6 +362,26 @@ network_policies:
   CHECK(decision.rule == &policy->rules[0]);
   CHECK(decision.endpoint == &policy->rules[0].endpoints[1]);
   CHECK(decision.rules_considered == std::vector<std::string>{"first-rule", "second"});
+}
+
+TEST_CASE("within a rule, an endpoint naming the host exactly wins over an earlier wildcard or range") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  internal:
+    endpoints:
+      - { host: "*.internal.test", port: 443 }
+      - { allowed_ips: [10.0.0.0/8], port: 443 }
+      - { host: db.internal.test, port: 443, protocol: rest, access: read-only }
+      - { host: 10.1.2.3, port: 443 }
+    binaries: [{ path: /usr/bin/curl }]
+)");
+  const Caller curl{"/usr/bin/curl", {}};
+  const auto& endpoints = policy->rules[0].endpoints;
+  CHECK(decide(*policy, {curl, "db.internal.test", 443}).endpoint == &endpoints[2]);
+  CHECK(decide(*policy, {curl, "app.internal.test", 443}).endpoint == &endpoints[0]);
+  CHECK(decide(*policy, {curl, "10.1.2.3", 443}).endpoint == &endpoints[3]);
+  CHECK(decide(*policy, {curl, "10.9.9.9", 443}).endpoint == &endpoints[1]);
 }
 
 TEST_CASE("a policy without rules denies everything, saying it has no network_policies") {

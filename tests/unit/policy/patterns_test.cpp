@@ -13,24 +13,25 @@ TEST_CASE("accepted host patterns are stored lowercase, IPv6 in canonical form w
     const char* written;
     const char* stored;
     bool is_wildcard;
+    bool is_ip_literal;
   };
   const Row rows[] = {
-      {"api.github.com", "api.github.com", false},
-      {"API.GitHub.COM", "api.github.com", false},
-      {"localhost", "localhost", false},
-      {"my_service.internal", "my_service.internal", false},
-      {"*.example.com", "*.example.com", true},
-      {"**.example.com", "**.example.com", true},
-      {"*-aiplatform.googleapis.com", "*-aiplatform.googleapis.com", true},
-      {"*.s3.*.amazonaws.com", "*.s3.*.amazonaws.com", true},
-      {"*.S3.*.AmazonAWS.com", "*.s3.*.amazonaws.com", true},
-      {"api.*.example.com", "api.*.example.com", true},
-      {"10.0.0.1", "10.0.0.1", false},
-      {"::1", "::1", false},
-      {"[::1]", "::1", false},
-      {"2001:DB8:0:0:0:0:0:1", "2001:db8::1", false},
-      {"[2001:db8::1]", "2001:db8::1", false},
-      {"::ffff:10.0.0.1", "::ffff:10.0.0.1", false},
+      {"api.github.com", "api.github.com", false, false},
+      {"API.GitHub.COM", "api.github.com", false, false},
+      {"localhost", "localhost", false, false},
+      {"my_service.internal", "my_service.internal", false, false},
+      {"*.example.com", "*.example.com", true, false},
+      {"**.example.com", "**.example.com", true, false},
+      {"*-aiplatform.googleapis.com", "*-aiplatform.googleapis.com", true, false},
+      {"*.s3.*.amazonaws.com", "*.s3.*.amazonaws.com", true, false},
+      {"*.S3.*.AmazonAWS.com", "*.s3.*.amazonaws.com", true, false},
+      {"api.*.example.com", "api.*.example.com", true, false},
+      {"10.0.0.1", "10.0.0.1", false, true},
+      {"::1", "::1", false, true},
+      {"[::1]", "::1", false, true},
+      {"2001:DB8:0:0:0:0:0:1", "2001:db8::1", false, true},
+      {"[2001:db8::1]", "2001:db8::1", false, true},
+      {"::ffff:10.0.0.1", "::ffff:10.0.0.1", false, true},
   };
   for (const Row& row : rows) {
     CAPTURE(row.written);
@@ -38,6 +39,7 @@ TEST_CASE("accepted host patterns are stored lowercase, IPv6 in canonical form w
     REQUIRE(pattern.has_value());
     CHECK(pattern->text == row.stored);
     CHECK(pattern->is_wildcard == row.is_wildcard);
+    CHECK(pattern->is_ip_literal == row.is_ip_literal);
   }
 }
 

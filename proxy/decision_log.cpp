@@ -48,6 +48,7 @@ std::string format_decision(const DecisionRecord& r) {
   if (!r.http_rule.empty()) json.field(field::kHttpRule, r.http_rule);
   if (r.event != "allow") json.field(field::kRulesConsidered, r.rules_considered);
   if (!r.redirect_chain_json.empty()) json.raw_field(field::kRedirectedBy, r.redirect_chain_json);
+  if (!r.engine.empty()) json.field(field::kEngine, r.engine).field(field::kAddresses, r.addresses);
   json.field(field::kReason, r.reason).field(field::kPolicyHash, r.policy_hash);
   return json.str();
 }

@@ -29,7 +29,9 @@ inline constexpr const char* kRule = "rule";  // the network_policies entry that
 inline constexpr const char* kHttpRule =
     "http_rule";  // protocol: rest: which access/rule decided the request
 inline constexpr const char* kRedirectedBy =
-    "redirected_by";  // the redirect hops that led here, oldest first
+    "redirected_by";                                    // the redirect hops that led here, oldest first
+inline constexpr const char* kEngine = "engine";        // "ssrf": the name was allowed, its address was not
+inline constexpr const char* kAddresses = "addresses";  // what the name resolved to (engine "ssrf")
 inline constexpr const char* kReason = "reason";
 inline constexpr const char* kPolicyHash = "policy_hash";
 }  // namespace field
@@ -44,9 +46,11 @@ struct DecisionRecord {
   uint16_t port = 0;
   std::string url;  // absolute URL when known; omitted when empty
   std::vector<std::string> rules_considered;
-  std::string rule;                 // the allowing rule (access log), or the rule whose HTTP rules refused
-  std::string http_rule;            // protocol: rest endpoints: the access preset or rule that decided
-  std::string redirect_chain_json;  // a JSON array of hops (see RedirectHop), or empty
+  std::string rule;                    // the allowing rule (access log), or the rule whose HTTP rules refused
+  std::string http_rule;               // protocol: rest endpoints: the access preset or rule that decided
+  std::string redirect_chain_json;     // a JSON array of hops (see RedirectHop), or empty
+  std::string engine;                  // which check refused when it is not the policy's rules: "ssrf"
+  std::vector<std::string> addresses;  // engine "ssrf": every address the host resolved to
   std::string reason;
   std::string policy_hash;
 };

@@ -53,11 +53,15 @@ std::vector<RedirectHop> RedirectMemory::chain_to(pid_t pid, std::string_view ex
   return {};
 }
 
-bool RedirectMemory::has_grant(pid_t pid, std::string_view host, uint16_t port, Clock::time_point now) const {
-  return std::any_of(hops_.begin(), hops_.end(), [&](const RedirectHop& hop) {
-    return !hop.grant_rule.empty() && hop.pid == pid && hop.to_host == host && hop.to_port == port &&
-           live(hop, now);
-  });
+const RedirectHop* RedirectMemory::grant_into(pid_t pid, std::string_view host, uint16_t port,
+                                              Clock::time_point now) const {
+  for (auto it = hops_.rbegin(); it != hops_.rend(); ++it) {
+    if (!it->grant_rule.empty() && it->pid == pid && it->to_host == host && it->to_port == port &&
+        live(*it, now)) {
+      return &*it;
+    }
+  }
+  return nullptr;
 }
 
 const RedirectHop* RedirectMemory::grant_for(pid_t pid, std::string_view method, std::string_view url,

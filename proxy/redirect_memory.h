@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/policy.h"
+
 namespace egressd::proxy {
 
 struct RedirectHop {
@@ -28,6 +30,8 @@ struct RedirectHop {
   std::string to_host;   // lowercase; IPv6 without brackets
   uint16_t to_port = 0;
   std::string grant_rule;  // non-empty: the rule whose endpoint's `redirects:` lets pid fetch to_url
+  std::vector<policy::Cidr>
+      grant_allowed_ips;  // that endpoint's allowed_ips: they bound the grant's dial too
   std::chrono::steady_clock::time_point at;
 };
 
@@ -45,8 +49,9 @@ class RedirectMemory {
   std::vector<RedirectHop> chain_to(pid_t pid, std::string_view exe, std::string_view host, uint16_t port,
                                     Clock::time_point now) const;
 
-  // A live grant for `pid` into host:port: a CONNECT there may open so the request inside can be checked.
-  bool has_grant(pid_t pid, std::string_view host, uint16_t port, Clock::time_point now) const;
+  // The latest live grant for `pid` into host:port, or null: a CONNECT there may open so the request
+  // inside can be checked.
+  const RedirectHop* grant_into(pid_t pid, std::string_view host, uint16_t port, Clock::time_point now) const;
   // The grant that allows exactly this request (GET or HEAD of the very URL), or null.
   const RedirectHop* grant_for(pid_t pid, std::string_view method, std::string_view url,
                                Clock::time_point now) const;

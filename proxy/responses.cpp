@@ -54,7 +54,7 @@ std::string connect_established() {
 
 std::string deny_response(const DenyDetails& deny) {
   JsonObject body;
-  body.field("error", "policy_denied").field("detail", deny.detail).field("reason", deny.reason);
+  body.field("error", deny.error).field("detail", deny.detail).field("reason", deny.reason);
   if (deny.caller != nullptr) {
     body.field("binary", deny.caller->exe).field("pid", static_cast<int64_t>(deny.caller->pid));
   } else {
@@ -62,7 +62,7 @@ std::string deny_response(const DenyDetails& deny) {
   }
   body.field("host", deny.host).field("port", int64_t{deny.port});
   if (!deny.redirect_chain_json.empty()) body.raw_field("redirected_by", deny.redirect_chain_json);
-  return json_response(403, "policy_denied", deny.reason, body.str());
+  return json_response(403, deny.error, deny.reason, body.str());
 }
 
 std::string http_deny_response(const HttpDenyDetails& deny, bool close_after) {

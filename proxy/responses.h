@@ -11,8 +11,9 @@
 namespace egressd::proxy {
 
 struct DenyDetails {
-  std::string detail;  // "CONNECT host:443 not permitted by policy"
-  std::string reason;  // decide()'s sentence, word for word
+  std::string error = "policy_denied";  // or "ssrf_denied": allowed by name, refused by address
+  std::string detail;                   // "CONNECT host:443 not permitted by policy"
+  std::string reason;                   // decide()'s sentence, word for word
   const procid::PeerIdentity* caller = nullptr;
   std::string host;
   uint16_t port = 0;

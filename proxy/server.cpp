@@ -1,12 +1,17 @@
 #include "proxy/server.h"
 
 #include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
+
+#include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
 #include "common/log.h"
 #include "proxy/session.h"
+#include "proxy/socket_address.h"
 
 namespace egressd::proxy {
 
@@ -55,15 +60,37 @@ std::string Server::bound_address() const {
   sockaddr_storage addr{};
   int len = sizeof addr;
   if (uv_tcp_getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&addr), &len) != 0) return {};
-  char host[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET6) {
-    const auto* a6 = reinterpret_cast<const sockaddr_in6*>(&addr);
-    inet_ntop(AF_INET6, &a6->sin6_addr, host, sizeof host);
-    return fmt::format("[{}]:{}", host, ntohs(a6->sin6_port));
+  return endpoint_text(addr);
+}
+
+bool Server::is_own_listener(const sockaddr_storage& dest) const {
+  if (!listener_) return false;
+  sockaddr_storage own{};
+  int len = sizeof own;
+  if (uv_tcp_getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&own), &len) != 0) return false;
+  if (port_of(own) != port_of(dest)) return false;
+  const policy::IpAddress listening = policy::classify_address(policy_ip(own)).effective;
+  const policy::AddressClassification to = policy::classify_address(policy_ip(dest));
+  if (to.effective == listening) return true;
+  const bool any_address =
+      std::all_of(listening.bytes.begin(), listening.bytes.end(), [](uint8_t b) { return b == 0; });
+  if (!any_address) return false;
+  if (to.cls == policy::AddressClass::Loopback) return true;
+  // Listening on every address: any address of this host reaches it.
+  ifaddrs* interfaces = nullptr;
+  if (::getifaddrs(&interfaces) != 0) return true;  // cannot tell: refuse rather than risk a loop
+  bool local = false;
+  for (const ifaddrs* i = interfaces; i != nullptr && !local; i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6)) {
+      continue;
+    }
+    sockaddr_storage address{};
+    std::memcpy(&address, i->ifa_addr,
+                i->ifa_addr->sa_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6));
+    local = policy::classify_address(policy_ip(address)).effective == to.effective;
   }
-  const auto* a4 = reinterpret_cast<const sockaddr_in*>(&addr);
-  inet_ntop(AF_INET, &a4->sin_addr, host, sizeof host);
-  return fmt::format("{}:{}", host, ntohs(a4->sin_port));
+  ::freeifaddrs(interfaces);
+  return local;
 }
 
 void Server::uv_on_connection(uv_stream_t* listener, int status) noexcept {

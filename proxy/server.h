@@ -53,6 +53,9 @@ class Server {
   // The session is finished: it is destroyed after the current callback returns.
   void retire(SessionId id);
   size_t live_sessions() const { return sessions_.size(); }
+  // Whether `addr` (with its port) reaches egressd's own listener: the listening address itself, or, when
+  // listening on 0.0.0.0 or ::, any loopback or local interface address on that port.
+  bool is_own_listener(const sockaddr_storage& addr) const;
   bool stopping() const { return stopping_; }
 
  private:

@@ -2,6 +2,7 @@
 // ways a session ends. Upstream set-up and TLS are in session_upstream.cpp, the HTTP exchange in
 // session_exchange.cpp.
 #include "proxy/session.h"
+#include "proxy/socket_address.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -19,27 +20,6 @@
 #include "proxy/server.h"
 
 namespace egressd::proxy {
-namespace {
-
-std::string address_text(const sockaddr_storage& addr, procid::IpAddress& ip, uint16_t& port) {
-  if (addr.ss_family == AF_INET6) {
-    const auto& a6 = reinterpret_cast<const sockaddr_in6&>(addr);
-    uint8_t bytes[16];
-    std::memcpy(bytes, &a6.sin6_addr, 16);
-    ip = procid::IpAddress::v6(bytes);  // a v4-mapped address becomes plain IPv4
-    port = ntohs(a6.sin6_port);
-    return ip.family == 6 ? fmt::format("[{}]:{}", ip.to_string(), port)
-                          : fmt::format("{}:{}", ip.to_string(), port);
-  }
-  const auto& a4 = reinterpret_cast<const sockaddr_in&>(addr);
-  uint8_t bytes[4];
-  std::memcpy(bytes, &a4.sin_addr, 4);
-  ip = procid::IpAddress::v4(bytes);
-  port = ntohs(a4.sin_port);
-  return fmt::format("{}:{}", ip.to_string(), port);
-}
-
-}  // namespace
 
 const char* phase_name(Session::Phase phase) {
   switch (phase) {
@@ -145,8 +125,13 @@ Result<procid::TcpTuple, std::string> Session::accept(uv_stream_t* listener) {
     return unexpected(fmt::format("uv_tcp_getsockname: {}", uv_err_name(rc)));
   }
   procid::TcpTuple tuple;
-  client_address_ = address_text(peer, tuple.client_ip, tuple.client_port);
-  address_text(local, tuple.proxy_ip, tuple.proxy_port);
+  tuple.client_ip = procid_ip(peer);
+  tuple.client_port = port_of(peer);
+  tuple.proxy_ip = procid_ip(local);
+  tuple.proxy_port = port_of(local);
+  client_address_ = tuple.client_ip.family == 6
+                        ? fmt::format("[{}]:{}", tuple.client_ip.to_string(), tuple.client_port)
+                        : fmt::format("{}:{}", tuple.client_ip.to_string(), tuple.client_port);
   return tuple;
 }
 
@@ -433,6 +418,7 @@ void Session::remember_redirect(const MessageHead& response) {
   hop.to_port = to->port;
   if (endpoint_ != nullptr && rule_ != nullptr && policy::redirect_allowed(*endpoint_, to->host)) {
     hop.grant_rule = rule_->name;
+    hop.grant_allowed_ips = endpoint_->allowed_ips;
   }
   hop.at = RedirectMemory::Clock::now();
   log::debug("[S{}] {} redirects {} to {}{}", id_, status, url_, hop.to_url,
@@ -454,6 +440,8 @@ void Session::decide_and_go() {
   rule_ = decision.rule;
   endpoint_ = decision.endpoint;
   by_redirect_grant_ = false;
+  const auto scope = policy::DestinationScope::of(*rule_, *endpoint_);
+  destination_ = {rule_->name, scope.exact_host, scope.named_ip, endpoint_->allowed_ips};
   std::string http_rule;
   if (!is_connect_) {
     const auto& path_and_query = target_.origin_form;
@@ -498,18 +486,21 @@ bool Session::allow_by_redirect_grant() {
   const auto now = RedirectMemory::Clock::now();
   std::string grant_rule;
   std::string reason;
+  const RedirectHop* grant = nullptr;
   if (is_connect_) {
-    if (!redirects.has_grant(who->pid, target_.host, target_.port, now)) return false;
+    grant = redirects.grant_into(who->pid, target_.host, target_.port, now);
+    if (grant == nullptr) return false;
     grant_rule = "redirect grant";
     reason = fmt::format("a redirect granted {} a fetch from {}; only that URL may be requested", who->exe,
                          target_.authority());
   } else {
-    const RedirectHop* grant = redirects.grant_for(who->pid, client_parser_->head().method, url_, now);
+    grant = redirects.grant_for(who->pid, client_parser_->head().method, url_, now);
     if (grant == nullptr) return false;
     grant_rule = grant->grant_rule;
     reason = fmt::format("redirect-scoped grant of rule '{}': {} from {} {}", grant->grant_rule,
                          grant->status, grant->method, grant->from_url);
   }
+  destination_ = {grant->grant_rule, false, std::nullopt, grant->grant_allowed_ips};
   policy_ = server_.policy();
   rule_ = nullptr;
   endpoint_ = nullptr;
@@ -543,7 +534,7 @@ void Session::go_upstream() {
 }
 
 void Session::deny(const std::string& reason, const std::vector<std::string>& rules_considered,
-                   const char* event) {
+                   const char* event, DenyBy by) {
   const MessageHead& head = client_parser_->head();
   const auto* who = caller();
   log::info("[S{}] {} {} -> {} {} [reason:{}]", id_,
@@ -552,6 +543,10 @@ void Session::deny(const std::string& reason, const std::vector<std::string>& ru
   DecisionRecord record = record_for(event);
   record.rules_considered = rules_considered;
   record.reason = reason;
+  if (by == DenyBy::Destination) {
+    record.engine = "ssrf";
+    for (const sockaddr_storage& addr : addresses_) record.addresses.push_back(ip_text(addr));
+  }
   const auto chain = redirect_chain();
   if (!chain.empty()) {
     record.redirect_chain_json = redirect_chain_json(chain);
@@ -563,8 +558,11 @@ void Session::deny(const std::string& reason, const std::vector<std::string>& ru
     return finish("revoked");  // bytes already flow (or the 200 was sent): the only safe answer is to close
   }
   DenyDetails details;
-  details.detail = is_connect_ ? fmt::format("CONNECT {} not permitted by policy", target_.authority())
-                               : fmt::format("{} {} not permitted by policy", head.method, url_);
+  if (by == DenyBy::Destination) details.error = "ssrf_denied";
+  const char* why = by == DenyBy::Destination ? "refused: its address is not one egressd may dial"
+                                              : "not permitted by policy";
+  details.detail = is_connect_ ? fmt::format("CONNECT {} {}", target_.authority(), why)
+                               : fmt::format("{} {} {}", head.method, url_, why);
   if (std::string_view(event) == "revoked") details.detail += " (the policy changed)";
   details.reason = reason;
   details.caller = who;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/result.h"
+#include "policy/destination.h"
 #include "policy/matcher.h"
 #include "policy/policy.h"
 #include "procid/identify.h"
@@ -96,7 +97,10 @@ class Session final : private MessageSink, private LegEvents {
   void decide_and_go();
   void go_upstream();  // reuse the upstream connection if it serves target_, else resolve and dial
   bool decide_http_request(const policy::Rule& rule, const policy::Endpoint& endpoint);
-  void deny(const std::string& reason, const std::vector<std::string>& rules_considered, const char* event);
+  // Which check refused: the policy (rules, binaries, fronting), or where the allowed name resolves.
+  enum class DenyBy { Policy, Destination };
+  void deny(const std::string& reason, const std::vector<std::string>& rules_considered, const char* event,
+            DenyBy by = DenyBy::Policy);
   void refuse_request(const policy::Rule& rule, const std::string& http_rule, const std::string& reason);
   void respond_error(const Error& error);  // egressd's own response, then close
   void finish(std::string_view why);       // close everything and retire; the decision was logged already
@@ -107,6 +111,7 @@ class Session final : private MessageSink, private LegEvents {
 
   // session_upstream.cpp: DNS, connect, what a CONNECT carries, TLS with both sides.
   void start_resolve();
+  void dial_checked();  // every address in addresses_ must pass the destination check, then connect_next()
   void connect_next();
   void on_upstream_ready();
   void start_upstream_tls();
@@ -154,6 +159,15 @@ class Session final : private MessageSink, private LegEvents {
   // No rule allows target_: a redirect-scoped grant opened this CONNECT, and only the granted URL may
   // be fetched inside it (so its stream must be TLS or HTTP egressd can read).
   bool by_redirect_grant_ = false;
+  // Where target_'s addresses may lie (policy/destination.h): from the allowing endpoint, or from the
+  // endpoint whose `redirects:` granted the fetch (as a wildcard host, with its allowed_ips).
+  struct DestinationRules {
+    std::string rule;
+    bool exact_host = false;
+    std::optional<policy::IpAddress> named_ip;
+    std::vector<policy::Cidr> allowed_ips;
+  };
+  DestinationRules destination_;
   std::vector<sockaddr_storage> addresses_;
   std::string last_connect_error_;
   std::string upstream_authority_;  // what upstream_ is connected to; never reused for another

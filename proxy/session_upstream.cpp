@@ -13,6 +13,7 @@
 #include "proxy/responses.h"
 #include "proxy/server.h"
 #include "proxy/session.h"
+#include "proxy/socket_address.h"
 
 namespace egressd::proxy {
 namespace {
@@ -33,26 +34,6 @@ void uv_on_resolved(uv_getaddrinfo_t* req, int status, addrinfo* answers) noexce
   session->on_resolved(status, answers);
 }
 
-std::string address_text(const sockaddr_storage& addr) {
-  char ip[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET6) {
-    const auto& a6 = reinterpret_cast<const sockaddr_in6&>(addr);
-    inet_ntop(AF_INET6, &a6.sin6_addr, ip, sizeof ip);
-    return fmt::format("[{}]:{}", ip, ntohs(a6.sin6_port));
-  }
-  const auto& a4 = reinterpret_cast<const sockaddr_in&>(addr);
-  inet_ntop(AF_INET, &a4.sin_addr, ip, sizeof ip);
-  return fmt::format("{}:{}", ip, ntohs(a4.sin_port));
-}
-
-// Parses an IP literal into a sockaddr with the given port.
-bool to_sockaddr(const std::string& ip, uint16_t port, sockaddr_storage& out) {
-  out = {};
-  if (uv_ip4_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in*>(&out)) == 0) return true;
-  out = {};
-  return uv_ip6_addr(ip.c_str(), port, reinterpret_cast<sockaddr_in6*>(&out)) == 0;
-}
-
 constexpr unsigned char kTlsHandshakeRecord = 0x16;  // RFC 8446 §5.1: ContentType handshake
 
 }  // namespace
@@ -68,11 +49,11 @@ void Session::start_resolve() {
   const auto& overrides = server_.settings().resolve;
   if (const auto it = overrides.find(target_.host); it != overrides.end()) {
     if (to_sockaddr(it->second, target_.port, addr)) addresses_.push_back(addr);
-    return connect_next();
+    return dial_checked();
   }
   if (to_sockaddr(target_.host, target_.port, addr)) {  // an IP literal: nothing to resolve
     addresses_.push_back(addr);
-    return connect_next();
+    return dial_checked();
   }
   auto op = std::make_unique<DnsOp>();
   op->server = &server_;
@@ -107,6 +88,26 @@ void Session::on_resolved(int status, addrinfo* answers) {
     std::memcpy(&addr, a->ai_addr, a->ai_addrlen);
     addresses_.push_back(addr);
   }
+  dial_checked();
+}
+
+// Every address is checked before the first is dialled, and only checked addresses are ever dialled:
+// nothing resolves the name a second time (DNS rebinding).
+void Session::dial_checked() {
+  std::vector<policy::IpAddress> ips;
+  ips.reserve(addresses_.size());
+  for (const sockaddr_storage& addr : addresses_) {
+    ips.push_back(policy_ip(addr));
+    if (server_.is_own_listener(addr)) {
+      return deny(fmt::format("{} is egressd's own listening address; egressd never connects to itself",
+                              endpoint_text(addr)),
+                  {destination_.rule}, "deny", DenyBy::Destination);
+    }
+  }
+  const policy::DestinationScope scope{destination_.rule, destination_.exact_host, destination_.named_ip,
+                                       destination_.allowed_ips};
+  const policy::DestinationCheck check = policy::check_destination(scope, target_.host, ips);
+  if (!check.allowed) return deny(check.reason, {destination_.rule}, "deny", DenyBy::Destination);
   connect_next();
 }
 
@@ -121,7 +122,7 @@ void Session::connect_next() {
   const sockaddr_storage addr = addresses_.front();
   addresses_.erase(addresses_.begin());
   if (phase_ != Phase::Connecting) transition_to(Phase::Connecting);
-  log::debug("[S{}] connecting to {} ({})", id_, target_.authority(), address_text(addr));
+  log::debug("[S{}] connecting to {} ({})", id_, target_.authority(), endpoint_text(addr));
   if (int rc = upstream_.connect(server_.loop(), reinterpret_cast<const sockaddr*>(&addr)); rc != 0) {
     last_connect_error_ = uv_strerror(rc);
     return connect_next();

@@ -20,4 +20,4 @@ ensure_packages() {
 BUILD_PACKAGES=(cmake ninja-build g++ pkg-config libuv1-dev libssl-dev libyaml-cpp-dev libfmt-dev
                 libspdlog-dev doctest-dev node-llhttp)
 # What the tests drive: real clients.
-TEST_PACKAGES=(curl ca-certificates systemd openssl python3 python3-requests wget nodejs node-undici git)
+TEST_PACKAGES=(curl ca-certificates systemd openssl python3 python3-requests wget nodejs node-undici git iproute2)

@@ -55,11 +55,12 @@ std::string egressd_binary() {
 }
 
 Egressd::Egressd(const std::string& policy_yaml, std::vector<std::string> extra_args, PolicyLayout layout,
-                 std::chrono::milliseconds ready_deadline)
+                 std::chrono::milliseconds ready_deadline, EgressdNetwork network)
     : deny_log_path_(dir_.file("deny.log")),
       access_log_path_(dir_.file("access.log")),
       ready_path_(dir_.file("ready")),
-      stderr_path_(dir_.file("egressd.stderr")) {
+      stderr_path_(dir_.file("egressd.stderr")),
+      network_(network) {
   switch (layout) {
     case PolicyLayout::File:
       policy_path_ = dir_.file("policy.yaml");
@@ -77,10 +78,16 @@ Egressd::Egressd(const std::string& policy_yaml, std::vector<std::string> extra_
     }
   }
 
-  std::vector<std::string> argv = {
+  std::vector<std::string> argv;
+  if (network == EgressdNetwork::Isolated) {
+    // unshare and sh exec in place: the child's pid stays egressd's.
+    argv = {"unshare", "--net", "--", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"};
+  }
+  const std::vector<std::string> egressd_argv = {
       egressd_binary(), "run",        "--listen",     "127.0.0.1:0",     "--policy",
       policy_path_,     "--deny-log", deny_log_path_, "--access-log",    access_log_path_,
       "--ready-file",   ready_path_,  "--state-dir",  dir_.file("state")};
+  argv.insert(argv.end(), egressd_argv.begin(), egressd_argv.end());
   argv.insert(argv.end(), extra_args.begin(), extra_args.end());
   child_.emplace(argv, ChildOptions{.env = {},
                                     .working_dir = dir_.path(),
@@ -108,6 +115,12 @@ Egressd::Egressd(const std::string& policy_yaml, std::vector<std::string> extra_
 
 Egressd::~Egressd() {
   stop();
+}
+
+std::vector<std::string> Egressd::in_network(std::vector<std::string> argv) const {
+  if (network_ == EgressdNetwork::Host) return argv;
+  argv.insert(argv.begin(), {"nsenter", "--net=/proc/" + std::to_string(pid()) + "/ns/net", "--"});
+  return argv;
 }
 
 void Egressd::write_policy_in_place(const std::string& yaml) {

@@ -40,6 +40,10 @@ enum class PolicyLayout {
               // ..data -> ..2026_v1 (a directory); swap_policy_symlink() replaces ..data atomically
 };
 
+// Egressd's network: the host's, or a network namespace of its own with only loopback (up), so that
+// nothing it dials can leave the machine: an address that is not loopback is unreachable there.
+enum class EgressdNetwork { Host, Isolated };
+
 class Egressd {
  public:
   // Writes `policy_yaml` and starts `egressd run --listen 127.0.0.1:0 --policy ... --deny-log ...
@@ -47,7 +51,8 @@ class Egressd {
   // `ready_deadline` or exits first.
   explicit Egressd(const std::string& policy_yaml, std::vector<std::string> extra_args = {},
                    PolicyLayout layout = PolicyLayout::File,
-                   std::chrono::milliseconds ready_deadline = std::chrono::milliseconds(10'000));
+                   std::chrono::milliseconds ready_deadline = std::chrono::milliseconds(10'000),
+                   EgressdNetwork network = EgressdNetwork::Host);
   Egressd(const Egressd&) = delete;
   Egressd& operator=(const Egressd&) = delete;
   ~Egressd();
@@ -56,6 +61,9 @@ class Egressd {
   std::string host_port() const { return "127.0.0.1:" + std::to_string(port_); }
   uint16_t port() const { return port_; }
   pid_t pid() const { return child_->pid(); }
+  // `argv` as run in egressd's network: itself on the host network, else under nsenter into egressd's
+  // namespace (the program keeps its own executable, which is what egressd identifies).
+  std::vector<std::string> in_network(std::vector<std::string> argv) const;
   const TempDir& dir() const { return dir_; }
   // The CA egressd generated on its first run (in the --state-dir it was given): what clients trust.
   std::string ca_path() const { return dir_.file("state") + "/ca/ca.pem"; }
@@ -102,6 +110,7 @@ class Egressd {
   std::string ready_path_;
   std::string stderr_path_;
   int configmap_version_ = 1;
+  EgressdNetwork network_ = EgressdNetwork::Host;
   uint16_t port_ = 0;
   std::optional<Child> child_;
 };

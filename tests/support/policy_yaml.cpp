@@ -1,5 +1,7 @@
 #include "tests/support/policy_yaml.h"
 
+#include <arpa/inet.h>
+
 namespace egressd::test {
 namespace {
 
@@ -10,6 +12,11 @@ std::string quoted(const std::string& text) {
     out += c;
   }
   return out + "\"";
+}
+
+bool is_ip_literal(const std::string& host) {
+  unsigned char bytes[16];
+  return inet_pton(AF_INET, host.c_str(), bytes) == 1 || inet_pton(AF_INET6, host.c_str(), bytes) == 1;
 }
 
 }  // namespace
@@ -28,6 +35,14 @@ std::string policy_allowing(const std::vector<PolicyRule>& rules) {
     for (const PolicyEndpoint& endpoint : rule.endpoints) {
       yaml += "      - host: " + quoted(endpoint.host) + "\n        port: " + std::to_string(endpoint.port) +
               "\n" + endpoint.extra;
+      if (!endpoint.allowed_ips.empty() && !is_ip_literal(endpoint.host) &&
+          endpoint.extra.find("allowed_ips") == std::string::npos) {
+        yaml += "        allowed_ips: [";
+        for (size_t i = 0; i < endpoint.allowed_ips.size(); ++i) {
+          yaml += (i == 0 ? "" : ", ") + quoted(endpoint.allowed_ips[i]);
+        }
+        yaml += "]\n";
+      }
     }
     yaml += "    binaries:\n";
     for (const std::string& binary : rule.binaries) yaml += "      - path: " + quoted(binary) + "\n";

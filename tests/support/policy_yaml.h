@@ -15,6 +15,9 @@ struct PolicyEndpoint {
   // More keys of this endpoint as YAML lines indented by 8 spaces, each ending in "\n", e.g.
   // "        protocol: rest\n        access: read-only\n". Written verbatim.
   std::string extra = {};
+  // Written as `allowed_ips` when `host` is a name (not an IP literal) and `extra` has none: the tests'
+  // origins listen on loopback, which egressd dials only where an endpoint allows it. {} leaves it out.
+  std::vector<std::string> allowed_ips = {"127.0.0.0/8", "::1"};
 };
 
 struct PolicyRule {

@@ -1,9 +1,9 @@
 // Running programs from tests: run() for a command that finishes (output captured, killed at a
 // deadline), Child for a background process (output captured to files, killed and reaped when the Child
 // dies). Children get their own process group, die with the thread that spawned them (PR_SET_PDEATHSIG:
-// spawn from the test's main thread), and inherit the environment minus every *_proxy variable and every variable that changes whom a client
-// trusts (CURL_CA_BUNDLE, GIT_SSL_CAINFO, SSL_CERT_FILE, ...), so a developer's settings never leak into a
-// test; tests pass proxies and CAs explicitly. Spawning ignores
+// spawn from the test's main thread), and inherit the environment minus every *_proxy variable and every
+// variable that changes whom a client trusts (CURL_CA_BUNDLE, GIT_SSL_CAINFO, SSL_CERT_FILE, ...), so a
+// developer's settings never leak into a test; tests pass proxies and CAs explicitly. Spawning ignores
 // SIGPIPE in the test process (children get the default back). Failures to spawn throw std::runtime_error.
 #pragma once
 

@@ -70,10 +70,10 @@ TEST_CASE("a grant covers exactly its URL, GET or HEAD, for its process, within 
   RedirectMemory memory(60s);
   memory.record(hop(7, "https://mirror/x", "https://s3/b/k?sig=1", "s3", 0ms, "mirror"));
   memory.record(hop(7, "https://mirror/y", "https://other/z", "other", 0ms));  // no grant
-  CHECK(memory.has_grant(7, "s3", 443, kStart + 1s));
-  CHECK_FALSE(memory.has_grant(8, "s3", 443, kStart + 1s));
-  CHECK_FALSE(memory.has_grant(7, "other", 443, kStart + 1s));
-  CHECK_FALSE(memory.has_grant(7, "s3", 443, kStart + 61s));
+  CHECK(memory.grant_into(7, "s3", 443, kStart + 1s) != nullptr);
+  CHECK(memory.grant_into(8, "s3", 443, kStart + 1s) == nullptr);
+  CHECK(memory.grant_into(7, "other", 443, kStart + 1s) == nullptr);
+  CHECK(memory.grant_into(7, "s3", 443, kStart + 61s) == nullptr);
   const RedirectHop* grant = memory.grant_for(7, "GET", "https://s3/b/k?sig=1", kStart + 1s);
   REQUIRE(grant != nullptr);
   CHECK(grant->grant_rule == "mirror");

@@ -8,6 +8,10 @@ int http_status(ErrorKind kind) {
       return 400;
     case ErrorKind::HeadTooLarge:
       return 431;
+    case ErrorKind::TargetTooLong:
+      return 414;
+    case ErrorKind::TooManyConnections:
+      return 503;
     case ErrorKind::Denied:
     case ErrorKind::CallerUnknown:
       return 403;
@@ -30,6 +34,10 @@ const char* error_code(ErrorKind kind) {
       return "bad_request";
     case ErrorKind::HeadTooLarge:
       return "request_header_too_large";
+    case ErrorKind::TargetTooLong:
+      return "uri_too_long";
+    case ErrorKind::TooManyConnections:
+      return "too_many_connections";
     case ErrorKind::Denied:
     case ErrorKind::CallerUnknown:
       return "policy_denied";

@@ -9,6 +9,8 @@ namespace egressd::proxy {
 enum class ErrorKind {
   BadRequest,
   HeadTooLarge,
+  TargetTooLong,
+  TooManyConnections,
   Denied,
   CallerUnknown,
   DnsFailed,

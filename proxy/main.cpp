@@ -58,6 +58,10 @@ run options:
   --identify-timeout-ms N    time allowed to identify the caller (default 5000)
   --connect-timeout-ms N     time allowed for DNS and connect upstream (default 10000)
   --idle-timeout-ms N        close a tunnel or exchange idle this long (default 300000)
+  --handshake-timeout-ms N   time allowed for a client's TLS handshake (default 10000)
+  --max-connections N        client connections open at once; more get 503 (default 4096)
+  --max-connections-per-binary N
+                             of those, from one executable (default 1024)
 )";
 
 Result<uint64_t, std::string> parse_number(std::string_view flag, std::string_view text) {
@@ -148,14 +152,19 @@ Result<Settings, std::string> parse_run_flags(const std::vector<std::string_view
         return unexpected(fmt::format("--resolve needs HOST=IP-ADDRESS, got '{}'", *v));
       }
       settings.resolve[host] = addr;
-    } else if (flag == "--head-timeout-ms" || flag == "--identify-timeout-ms" ||
-               flag == "--connect-timeout-ms" || flag == "--idle-timeout-ms") {
+    } else if (uint64_t* number = flag == "--head-timeout-ms"        ? &settings.head_timeout_ms
+                                  : flag == "--identify-timeout-ms"  ? &settings.identify_timeout_ms
+                                  : flag == "--connect-timeout-ms"   ? &settings.connect_timeout_ms
+                                  : flag == "--idle-timeout-ms"      ? &settings.idle_timeout_ms
+                                  : flag == "--handshake-timeout-ms" ? &settings.handshake_timeout_ms
+                                  : flag == "--max-connections"      ? &settings.max_connections
+                                  : flag == "--max-connections-per-binary"
+                                      ? &settings.max_connections_per_binary
+                                      : nullptr) {
       auto n = parse_number(flag, *v);
       if (!n) return unexpected(n.error());
-      (flag == "--head-timeout-ms"       ? settings.head_timeout_ms
-       : flag == "--identify-timeout-ms" ? settings.identify_timeout_ms
-       : flag == "--connect-timeout-ms"  ? settings.connect_timeout_ms
-                                         : settings.idle_timeout_ms) = *n;
+      if (*n == 0) return unexpected(fmt::format("{} must be at least 1", flag));
+      *number = *n;
     } else {
       return unexpected(fmt::format("unknown option '{}'", flag));
     }

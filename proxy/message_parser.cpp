@@ -69,6 +69,10 @@ int MessageParser::uv_on_method(llhttp_t* p, const char* at, size_t n) noexcept 
 int MessageParser::uv_on_url(llhttp_t* p, const char* at, size_t n) noexcept {
   auto& self = self_of(p);
   if (!self.account(n)) return self.too_large();
+  if (self.head_.url.size() + n > kMaxTargetBytes) {
+    self.target_too_long_ = true;
+    return HPE_USER;
+  }
   self.head_.url.append(at, n);
   return 0;
 }
@@ -160,6 +164,7 @@ MessageParser::Step MessageParser::after_execute(llhttp_errno_t rc, const char* 
       return {Event::Invalid, consumed};
     }
     if (head_too_large_) return {Event::HeadTooLarge, consumed};
+    if (target_too_long_) return {Event::TargetTooLong, consumed};
   }
   switch (rc) {
     case HPE_OK:

@@ -15,6 +15,7 @@ namespace egressd::proxy {
 
 inline constexpr size_t kMaxHeadBytes = 64 * 1024;
 inline constexpr size_t kMaxHeaderCount = 200;
+inline constexpr size_t kMaxTargetBytes = 8 * 1024;  // the request-target (URL) alone
 
 struct MessageHead {
   std::string method;  // requests
@@ -53,7 +54,8 @@ class MessageParser {
     MessageComplete,  // a whole message ended; call resume() before feeding the next one
     Upgrade,          // CONNECT or protocol switch: bytes after `consumed` belong to the tunnel
     HeadTooLarge,
-    Invalid,  // malformed; error() says why
+    TargetTooLong,  // the request-target passed kMaxTargetBytes
+    Invalid,        // malformed; error() says why
   };
   struct Step {
     Event event = Event::NeedMore;
@@ -109,6 +111,7 @@ class MessageParser {
   std::string error_;
   std::string user_error_;  // set by a callback that rejects what llhttp accepted
   bool head_too_large_ = false;
+  bool target_too_long_ = false;
 };
 
 }  // namespace egressd::proxy

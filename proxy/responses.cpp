@@ -13,6 +13,8 @@ const char* reason_phrase(int status) {
       return "Bad Request";
     case 403:
       return "Forbidden";
+    case 414:
+      return "URI Too Long";
     case 431:
       return "Request Header Fields Too Large";
     case 500:

@@ -115,7 +115,13 @@ void Server::on_connection(int status) {
     return;
   }
   Session& live = *session;
+  const bool over_capacity = sessions_.size() >= settings_.max_connections;
   sessions_.emplace(id, std::move(session));
+  if (over_capacity) {
+    return live.refuse_at_capacity(
+        fmt::format("egressd has {} client connections open (--max-connections {})",
+                    settings_.max_connections, settings_.max_connections));
+  }
   // Identification starts at once, in parallel with reading the request head.
   if (int rc = queue_identify(loop_, *this, id, *tuple, identify_); rc != 0) {
     log::error("[S{}] cannot queue caller identification: {}", id, uv_strerror(rc));
@@ -123,6 +129,19 @@ void Server::on_connection(int status) {
                                                       "identification could not be queued"}));
   }
   live.start();
+}
+
+bool Server::admit_binary(const std::string& exe) {
+  size_t& count = per_binary_[exe];
+  if (count >= settings_.max_connections_per_binary) return false;
+  ++count;
+  return true;
+}
+
+void Server::release_binary(const std::string& exe) {
+  const auto it = per_binary_.find(exe);
+  if (it == per_binary_.end()) return;
+  if (--it->second == 0) per_binary_.erase(it);
 }
 
 Session* Server::find(SessionId id) {

@@ -53,6 +53,9 @@ class Server {
   // The session is finished: it is destroyed after the current callback returns.
   void retire(SessionId id);
   size_t live_sessions() const { return sessions_.size(); }
+  // Connections per executable: true if `exe` may have one more (it is then counted until release).
+  bool admit_binary(const std::string& exe);
+  void release_binary(const std::string& exe);
   // Whether `addr` (with its port) reaches egressd's own listener: the listening address itself, or, when
   // listening on 0.0.0.0 or ::, any loopback or local interface address on that port.
   bool is_own_listener(const sockaddr_storage& addr) const;
@@ -73,6 +76,7 @@ class Server {
   RedirectMemory& redirects_;
   UvHandle<uv_tcp_t> listener_;
   UvHandle<uv_check_t> reaper_;
+  std::unordered_map<std::string, size_t> per_binary_;  // before sessions_: their destructors release
   std::unordered_map<SessionId, std::unique_ptr<Session>> sessions_;
   std::vector<std::unique_ptr<Session>> retired_;
   SessionId next_id_ = 1;

@@ -57,7 +57,15 @@ Session::Session(Server& server, SessionId id)
       client_parser_(std::make_unique<MessageParser>(HTTP_REQUEST, static_cast<MessageSink&>(*this),
                                                      /*pause_at_head=*/true)) {}
 
-Session::~Session() = default;  // the legs and the timer close their handles; libuv frees them later
+// The legs and the timer close their handles; libuv frees them later.
+Session::~Session() {
+  if (!admitted_exe_.empty()) server_.release_binary(admitted_exe_);
+}
+
+void Session::refuse_at_capacity(const std::string& why) {
+  log::warn("[S{}] 503 for {}: {}", id_, client_address_, why);
+  respond_error({ErrorKind::TooManyConnections, Side::Proxy, why});
+}
 
 void Session::transition_to(Phase next) {
   using P = Phase;
@@ -288,6 +296,9 @@ void Session::feed_client(std::string_view bytes) {
         return respond_error({ErrorKind::HeadTooLarge, Side::Client,
                               fmt::format("request head larger than {} bytes or {} header fields",
                                           kMaxHeadBytes, kMaxHeaderCount)});
+      case MessageParser::Event::TargetTooLong:
+        return respond_error({ErrorKind::TargetTooLong, Side::Client,
+                              fmt::format("request-target longer than {} bytes", kMaxTargetBytes)});
       case MessageParser::Event::Invalid:
         if (phase_ != Phase::ReadingHead) return finish("malformed request body: " + client_parser_->error());
         return respond_error(
@@ -429,6 +440,18 @@ void Session::remember_redirect(const MessageHead& response) {
 void Session::decide_and_go() {
   if (!identity_->has_value()) return deny(identity_->error().message(), {}, "deny");
   const auto& who = identity_->value();
+  if (admitted_exe_.empty()) {
+    if (!server_.admit_binary(who.exe)) {
+      const std::string why = fmt::format(
+          "{} has {} connections open through egressd (--max-connections-per-binary {})", who.exe,
+          server_.settings().max_connections_per_binary, server_.settings().max_connections_per_binary);
+      DecisionRecord record = record_for("limit");
+      record.reason = why;
+      server_.deny_log().write(record);
+      return respond_error({ErrorKind::TooManyConnections, Side::Proxy, why});
+    }
+    admitted_exe_ = who.exe;
+  }
   const auto snapshot = server_.policy();
   const policy::Caller policy_caller{who.exe, who.ancestors};
   const auto decision = policy::decide(*snapshot, {policy_caller, target_.host, target_.port});
@@ -700,6 +723,8 @@ void Session::on_timer() {
                             fmt::format("connecting to {} took longer than {} ms", target_.authority(),
                                         settings.connect_timeout_ms)});
     case Phase::ClientHandshake:
+      log::info("[S{}] {} did not complete its TLS handshake within {} ms; closed", id_, caller_text(),
+                settings.handshake_timeout_ms);
       return finish("no TLS handshake from the client in time");
     case Phase::Sniffing:
     case Phase::Tunneling:

@@ -62,6 +62,8 @@ class Session final : private MessageSink, private LegEvents {
   // Accepts the pending connection on `listener`; returns the connection's tuple.
   Result<procid::TcpTuple, std::string> accept(uv_stream_t* listener);
   void start();  // begins reading the first request head
+  // egressd is at --max-connections: answer 503 at once, without reading or identifying anything.
+  void refuse_at_capacity(const std::string& why);
   void on_identified(Result<procid::PeerIdentity, procid::LookupError> result);
   void on_resolved(int status, addrinfo* answers);  // takes ownership of answers
   // A new policy is in force: keep going if it still allows what this session does, else close.
@@ -141,6 +143,7 @@ class Session final : private MessageSink, private LegEvents {
   std::string client_address_;
 
   std::optional<Result<procid::PeerIdentity, procid::LookupError>> identity_;
+  std::string admitted_exe_;  // counted by Server::admit_binary; released when the session goes
   std::unique_ptr<MessageParser> client_parser_;    // one per stream of requests (a new one inside a CONNECT)
   std::unique_ptr<MessageParser> upstream_parser_;  // one per exchange
   std::string pending_client_;                      // client bytes read but not yet consumed (after a pause)

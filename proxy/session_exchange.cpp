@@ -84,6 +84,7 @@ void Session::feed_upstream(std::string_view bytes) {
       case MessageParser::Event::HeadComplete:  // responses do not pause at heads
         return finish("upstream switched protocols unasked");
       case MessageParser::Event::HeadTooLarge:
+      case MessageParser::Event::TargetTooLong:  // responses have no request-target
         return respond_error({ErrorKind::UpstreamFailed, Side::Upstream,
                               fmt::format("response head from {} is too large", target_.authority())});
       case MessageParser::Event::Invalid:

@@ -228,7 +228,7 @@ void Session::start_client_tls(std::string_view client_hello) {
     return finish("TLS set-up failed");
   }
   transition_to(Phase::ClientHandshake);
-  arm_timer(server_.settings().head_timeout_ms);
+  arm_timer(server_.settings().handshake_timeout_ms);
   client_.start_tls(std::move(*engine), client_hello);
 }
 

@@ -23,10 +23,13 @@ struct Settings {
   std::map<std::string, std::string> resolve;  // --resolve HOST=ADDR: dial ADDR for HOST, no DNS
   bool watch_policy = true;                    // inotify on the policy file; SIGHUP always reloads
   std::string log_level = "info";
-  uint64_t head_timeout_ms = 30'000;     // a request head must arrive within this
-  uint64_t identify_timeout_ms = 5'000;  // caller identification; past it, deny
-  uint64_t connect_timeout_ms = 10'000;  // DNS + TCP connect to the upstream
-  uint64_t idle_timeout_ms = 300'000;    // no bytes either way on an established exchange or tunnel
+  uint64_t head_timeout_ms = 30'000;           // a request head must arrive within this
+  uint64_t identify_timeout_ms = 5'000;        // caller identification; past it, deny
+  uint64_t connect_timeout_ms = 10'000;        // DNS + TCP connect to the upstream
+  uint64_t idle_timeout_ms = 300'000;          // no bytes either way on an established exchange or tunnel
+  uint64_t handshake_timeout_ms = 10'000;      // the client's TLS handshake after the 200 (slowloris)
+  uint64_t max_connections = 4096;             // client connections open at once; past it, 503
+  uint64_t max_connections_per_binary = 1024;  // of those, from one executable
 };
 
 }  // namespace egressd::proxy

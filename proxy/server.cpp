@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <cstring>
@@ -101,7 +102,16 @@ void Server::uv_on_connection(uv_stream_t* listener, int status) noexcept {
 
 void Server::on_connection(int status) {
   if (status < 0) {
-    log::warn("accept: {}", uv_strerror(status));
+    // Out of descriptors libuv accepts and closes the pending connection itself (its reserve-fd trick),
+    // so the loop does not spin; say so once a second, not once per dropped client.
+    ++accept_failures_;
+    const uint64_t now = uv_now(loop_);
+    if (accept_failures_reported_ == 0 || now - last_accept_report_ms_ >= 1000) {
+      log::warn("accept: {} ({} connection(s) dropped since the last report)", uv_strerror(status),
+                accept_failures_ - accept_failures_reported_);
+      accept_failures_reported_ = accept_failures_;
+      last_accept_report_ms_ = now;
+    }
     return;
   }
   const SessionId id = next_id_++;
@@ -115,12 +125,19 @@ void Server::on_connection(int status) {
     return;
   }
   Session& live = *session;
-  const bool over_capacity = sessions_.size() >= settings_.max_connections;
+  const size_t open = sessions_.size();
+  const uint64_t fd_room = sessions_within_fd_limit();
   sessions_.emplace(id, std::move(session));
-  if (over_capacity) {
+  if (open >= settings_.max_connections || open >= fd_room) {
+    if (open >= std::min<uint64_t>(settings_.max_connections, fd_room) + kRefusalSlots) {
+      return live.stop();  // a flood: even a 503 would hold a descriptor too many
+    }
     return live.refuse_at_capacity(
-        fmt::format("egressd has {} client connections open (--max-connections {})",
-                    settings_.max_connections, settings_.max_connections));
+        open >= settings_.max_connections
+            ? fmt::format("egressd has {} client connections open (--max-connections {})", open,
+                          settings_.max_connections)
+            : fmt::format("egressd has {} client connections open, as many as its open-file limit allows",
+                          open));
   }
   // Identification starts at once, in parallel with reading the request head.
   if (int rc = queue_identify(loop_, *this, id, *tuple, identify_); rc != 0) {
@@ -129,6 +146,12 @@ void Server::on_connection(int status) {
                                                       "identification could not be queued"}));
   }
   live.start();
+}
+
+uint64_t Server::sessions_within_fd_limit() const {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
+  return limit.rlim_cur > kReservedFds ? (limit.rlim_cur - kReservedFds) / kFdsPerSession : 0;
 }
 
 bool Server::admit_binary(const std::string& exe) {
@@ -192,7 +215,8 @@ void Server::reload_policy() {
       log::debug("policy unchanged: hash={}", result.hash);
       break;
     case policy::ReloadResult::Kind::Rejected:
-      log::error("policy rejected, keeping hash={}: {}", result.hash,
+      ++reloads_rejected_;
+      log::error("policy rejected ({} since start), keeping hash={}: {}", reloads_rejected_, result.hash,
                  result.errors.empty() ? std::string("unknown error") : result.errors.front().to_string());
       for (size_t i = 1; i < result.errors.size(); ++i)
         log::error("policy: {}", result.errors[i].to_string());

@@ -60,9 +60,19 @@ class Server {
   // listening on 0.0.0.0 or ::, any loopback or local interface address on that port.
   bool is_own_listener(const sockaddr_storage& addr) const;
   bool stopping() const { return stopping_; }
+  uint64_t reloads_rejected() const { return reloads_rejected_; }  // since start: the last good stayed
 
  private:
+  // Descriptors kept free for what is not a session: identification (/proc, sock_diag on the thread
+  // pool), the policy watcher, logs, the libuv loop. Each session holds a client and an upstream socket.
+  static constexpr uint64_t kReservedFds = 64;
+  static constexpr uint64_t kFdsPerSession = 2;
+  // Past capacity, this many more connections get a 503; beyond that they are closed unanswered.
+  static constexpr uint64_t kRefusalSlots = 64;
+
   static void uv_on_connection(uv_stream_t* listener, int status) noexcept;
+  // How many sessions RLIMIT_NOFILE (read at every accept: it can change at run time) leaves room for.
+  uint64_t sessions_within_fd_limit() const;
   static void uv_on_reap(uv_check_t* check) noexcept;
   void on_connection(int status);
 
@@ -80,6 +90,10 @@ class Server {
   std::unordered_map<SessionId, std::unique_ptr<Session>> sessions_;
   std::vector<std::unique_ptr<Session>> retired_;
   SessionId next_id_ = 1;
+  uint64_t reloads_rejected_ = 0;
+  uint64_t accept_failures_ = 0;           // accept errors since start (EMFILE, ENFILE, ENOMEM, ...)
+  uint64_t accept_failures_reported_ = 0;  // of those, how many a console line has already counted
+  uint64_t last_accept_report_ms_ = 0;
   bool stopping_ = false;
 };
 

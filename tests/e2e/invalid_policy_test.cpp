@@ -21,10 +21,12 @@ struct Rejection {
   std::string message;
 };
 
-// The first "policy rejected, keeping hash=H: FILE:LINE:COL: message" console line, if any.
+// The first "policy rejected (N since start), keeping hash=H: FILE:LINE:COL: message" console line, if any.
 std::optional<Rejection> find_rejection(const std::string& console) {
-  static constexpr std::string_view kPrefix = "policy rejected, keeping hash=";
-  const size_t start = console.find(kPrefix);
+  static constexpr std::string_view kPrefix = "), keeping hash=";
+  const size_t rejected = console.find("policy rejected (");
+  if (rejected == std::string::npos) return std::nullopt;
+  const size_t start = console.find(kPrefix, rejected);
   if (start == std::string::npos) return std::nullopt;
   const size_t end = console.find('\n', start);
   const std::string line =

@@ -59,6 +59,11 @@ void ServerConnection::shutdown_write() {
   ::shutdown(fd_, SHUT_WR);
 }
 
+void ServerConnection::reset_on_close() {
+  const linger abort{.l_onoff = 1, .l_linger = 0};
+  ::setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abort, sizeof abort);
+}
+
 bool ServerConnection::pause_for(std::chrono::milliseconds duration) {
   pollfd fd{stop_fd_, POLLIN, 0};
   return ::poll(&fd, 1, static_cast<int>(duration.count())) == 0;

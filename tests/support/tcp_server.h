@@ -29,6 +29,8 @@ class ServerConnection {
   // Sends every byte (blocking). False if the peer went away or the server stopped.
   bool send_all(std::string_view bytes);
   void shutdown_write();
+  // Makes the close that follows the handler's return a reset (RST) rather than an orderly FIN.
+  void reset_on_close();
   // Waits `duration` (the pacing of a slow response). False if the server began stopping meanwhile.
   bool pause_for(std::chrono::milliseconds duration);
   // 1 for the first connection the server accepted, 2 for the next, ...

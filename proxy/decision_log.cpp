@@ -1,11 +1,14 @@
 #include "proxy/decision_log.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <string_view>
+#include <utility>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -53,27 +56,135 @@ std::string format_decision(const DecisionRecord& r) {
   return json.str();
 }
 
-DecisionLog::~DecisionLog() {
-  if (fd_ >= 0) ::close(fd_);
+std::optional<DropReport::Report> DropReport::dropped(Clock::time_point now) {
+  ++total_;
+  ++unreported_;
+  ++since_resumed_;
+  if (last_report_ && now - *last_report_ < kReportInterval) return std::nullopt;
+  last_report_ = now;
+  const Report report{std::exchange(unreported_, 0), !outage_reported_};
+  outage_reported_ = true;
+  return report;
 }
 
+std::optional<uint64_t> DropReport::written() {
+  if (since_resumed_ == 0) return std::nullopt;
+  if (!outage_reported_) return std::nullopt;  // a drop the rate limit kept quiet: stay quiet
+  outage_reported_ = false;
+  unreported_ = 0;  // counted in the line the caller logs now
+  return std::exchange(since_resumed_, 0);
+}
+
+DecisionLog::~DecisionLog() = default;
+
+namespace {
+
+struct OpenedFile {
+  UniqueFd fd;
+  dev_t dev = 0;
+  ino_t ino = 0;
+};
+
+// O_NONBLOCK: a FIFO or pipe whose reader is slow must not stall the loop; when it is full the line is
+// dropped (EAGAIN) like any other failed write. It changes nothing for a regular file.
+Result<OpenedFile, std::string> open_for_append(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640));
+  if (!fd) return unexpected(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0)
+    return unexpected(fmt::format("cannot stat {}: {}", path, std::strerror(errno)));
+  return OpenedFile{std::move(fd), st.st_dev, st.st_ino};
+}
+
+std::string plural(uint64_t n, std::string_view noun) {
+  return fmt::format("{} {}{}", n, noun, n == 1 ? "" : "s");
+}
+
+}  // namespace
+
 Result<void, std::string> DecisionLog::open(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-  if (fd < 0) return unexpected(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
-  if (fd_ >= 0) ::close(fd_);
-  fd_ = fd;
+  auto opened = open_for_append(path);
+  if (!opened) return unexpected(std::move(opened).error());
+  fd_ = std::move(opened->fd);
+  dev_ = opened->dev;
+  ino_ = opened->ino;
   path_ = path;
+  line_cut_ = false;  // a fresh file, or one we cannot know the end of
   return {};
 }
 
+Result<void, std::string> DecisionLog::reopen() {
+  if (!fd_) return {};
+  return open(path_);  // the old file is closed only once the new one is open
+}
+
+// One stat(2) per line, to notice a rename (logrotate's default "create" mode) or an rm without being
+// told. It is cheap next to the decision being logged (no I/O once the path is in the dentry cache).
+void DecisionLog::follow_path() {
+  struct stat st {};
+  if (::stat(path_.c_str(), &st) == 0) {
+    if (st.st_dev == dev_ && st.st_ino == ino_) return;
+  } else if (errno != ENOENT && errno != ENOTDIR) {
+    return;  // cannot tell (EACCES, ...): keep the file we have
+  }
+  if (auto reopened = open(path_); !reopened) {
+    const auto now = DropReport::Clock::now();
+    if (now >= next_reopen_warning_) {
+      next_reopen_warning_ = now + DropReport::kReportInterval;
+      log::warn("{} {} was moved or removed and cannot be reopened ({}); still writing to the old file",
+                name_, path_, reopened.error());
+    }
+    return;
+  }
+  log::info("{} {} was moved or removed; reopened", name_, path_);
+}
+
 void DecisionLog::write(const DecisionRecord& record) {
-  if (fd_ < 0) return;
+  if (!fd_) return;
+  follow_path();
   std::string line = format_decision(record);
   line.push_back('\n');
-  // One write(2) per line on an O_APPEND file: lines never interleave, and a short write is reported.
-  const ssize_t n = ::write(fd_, line.data(), line.size());
-  if (n != static_cast<ssize_t>(line.size())) {
-    log::error("decision log {}: write failed: {}", path_, n < 0 ? std::strerror(errno) : "short write");
+  if (line_cut_) line.insert(line.begin(), '\n');
+  append(line);
+}
+
+// A line that cannot be written whole is dropped, never retried or queued: the decision it records has
+// been made and answered already, and must not wait for (or be changed by) the disk.
+void DecisionLog::append(const std::string& line) {
+  // One write(2) per line on an O_APPEND file: lines never interleave, and a short write is seen.
+  ssize_t n = 0;
+  do {
+    n = ::write(fd_.get(), line.data(), line.size());
+  } while (n < 0 && errno == EINTR);
+  const int write_errno = errno;
+  if (n == static_cast<ssize_t>(line.size())) {
+    line_cut_ = false;
+    if (auto resumed = drops_.written()) {
+      log::info("{} {}: writing again after {}", name_, path_, plural(*resumed, "dropped line"));
+    }
+    return;
+  }
+  if (n > 0) {
+    // Disk full mid-line: take the fragment back out so the file stays one JSON object per line. When
+    // that fails too, the next line starts with a newline instead, leaving one unparsable line.
+    struct stat st {};
+    const bool removed = ::fstat(fd_.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_size >= n &&
+                         ::ftruncate(fd_.get(), st.st_size - n) == 0;
+    if (!removed) line_cut_ = true;
+  }
+  const std::string why =
+      n < 0 ? std::strerror(write_errno) : fmt::format("short write ({} of {} bytes)", n, line.size());
+  const auto report = drops_.dropped(DropReport::Clock::now());
+  if (!report) return;
+  if (report->outage_start) {
+    log::error(
+        "{} {}: write failed: {}; dropped {}, and will drop lines until it can be written again "
+        "(reported at most every {} s)",
+        name_, path_, why, plural(report->lines, "line"),
+        std::chrono::duration_cast<std::chrono::seconds>(DropReport::kReportInterval).count());
+  } else {
+    log::error("{} {}: write failed: {}; dropped {} more since the last report", name_, path_, why,
+               plural(report->lines, "line"));
   }
 }
 

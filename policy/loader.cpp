@@ -24,7 +24,7 @@ constexpr std::string_view kRuleKeys[] = {"name", "endpoints", "binaries"};
 constexpr std::string_view kEndpointKeys[] = {"host",       "port",        "ports",    "protocol",
                                               "tls",        "enforcement", "access",   "rules",
                                               "deny_rules", "allowed_ips", "redirects"};
-constexpr std::string_view kBinaryKeys[] = {"path", "children", "harness"};
+constexpr std::string_view kBinaryKeys[] = {"path", "children", "sha256", "harness"};
 constexpr std::string_view kAllowItemKeys[] = {"allow"};
 constexpr std::string_view kHttpRuleKeys[] = {"method", "path", "query"};
 constexpr std::string_view kQueryAnyKeys[] = {"any"};
@@ -615,6 +615,22 @@ std::optional<BinaryPattern> Loader::load_binary(const YAML::Node& node, const Y
     binary.path = *text;
   }
   if (const Entry* children = find(fields, "children")) binary.children = bool_of(*children).value_or(false);
+  if (const Entry* sha256 = find(fields, "sha256")) {
+    if (std::optional<std::string> text = string_of(*sha256)) {
+      std::string hex = *text;
+      if (hex.starts_with("sha256:")) hex.erase(0, 7);
+      std::transform(hex.begin(), hex.end(), hex.begin(),
+                     [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); });
+      if (hex.size() != 64 || hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+        fail(mark_of(sha256->value, sha256->key_mark),
+             "sha256 " + quoted(*text) + " must be 64 hexadecimal digits (as sha256sum prints them)");
+      } else if (binary.children) {
+        fail(sha256->key_mark,
+             "sha256 pins the executable that connects; it cannot be combined with 'children: true'");
+      }
+      binary.sha256 = std::move(hex);
+    }
+  }
   if (const Entry* harness = find(fields, "harness")) {
     warn(harness->key_mark, "'harness' is deprecated and ignored");
   }

@@ -169,10 +169,12 @@ Decision decide(const Policy& policy, const EgressRequest& request) {
     const auto binary_allowed = [&request](const BinaryPattern& binary) {
       return binary_matches(binary, request.caller);
     };
-    if (std::any_of(rule.binaries.begin(), rule.binaries.end(), binary_allowed)) {
+    if (const auto binary = std::find_if(rule.binaries.begin(), rule.binaries.end(), binary_allowed);
+        binary != rule.binaries.end()) {
       decision.verdict = Verdict::Allow;
       decision.rule = &rule;
       decision.endpoint = endpoint;
+      decision.binary = &*binary;
       decision.reason = "allowed by policy '" + rule.name + "'";
     }
   }

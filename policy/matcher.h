@@ -30,7 +30,9 @@ struct Decision {
   Verdict verdict = Verdict::Deny;
   const Rule* rule = nullptr;          // the allowing rule (valid while the Policy lives); null on deny
   const Endpoint* endpoint = nullptr;  // the allowing endpoint; null on deny
-  std::string reason;                  // a sentence for the 403 body and the deny log, word for word
+  const BinaryPattern* binary =
+      nullptr;         // the allowing binary entry; its `sha256`, if any, is still to check
+  std::string reason;  // a sentence for the 403 body and the deny log, word for word
   std::vector<std::string> rules_considered;  // names of rules whose endpoint matched host:port
 };
 

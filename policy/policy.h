@@ -73,6 +73,9 @@ struct BinaryPattern {
   std::vector<std::string> resolved;  // for an exact path that is a symlink: its target(s), re-resolved
                                       // at every load (realpath); matching accepts path or any of these
   bool children = false;              // also covers processes this binary spawned (any ancestor)
+  // `sha256` (lowercase hex, 64 digits): the connecting executable's contents must hash to this; the
+  // proxy hashes /proc/PID/exe before it allows. Empty: no pin. Never combined with `children`.
+  std::string sha256;
   SourceLocation where;
 };
 

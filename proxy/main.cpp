@@ -59,6 +59,8 @@ run options:
   --connect-timeout-ms N     time allowed for DNS and connect upstream (default 10000)
   --idle-timeout-ms N        close a tunnel or exchange idle this long (default 300000)
   --handshake-timeout-ms N   time allowed for a client's TLS handshake (default 10000)
+  --trust-on-first-use       record each allowed binary's SHA-256 (STATE_DIR/binary-digests.sha256)
+                             and deny it once its executable hashes differently
   --max-connections N        client connections open at once; more get 503 (default 4096)
   --max-connections-per-binary N
                              of those, from one executable (default 1024)
@@ -113,6 +115,10 @@ Result<Settings, std::string> parse_run_flags(const std::vector<std::string_view
       if (i + 1 >= args.size()) return unexpected(fmt::format("{} needs a value", flag));
       return args[++i];
     };
+    if (flag == "--trust-on-first-use") {
+      settings.trust_on_first_use = true;
+      continue;
+    }
     if (flag == "--no-watch") {
       settings.watch_policy = false;
       continue;
@@ -274,14 +280,21 @@ Result<void, std::string> write_ready_file(const std::string& path, const std::s
   return {};
 }
 
-// Signals, on the loop: SIGHUP reloads, SIGTERM and SIGINT stop.
+// Signals, on the loop: SIGHUP reloads, SIGUSR1 reopens the decision logs, SIGTERM and SIGINT stop.
 class Signals {
  public:
-  Signals(uv_loop_t* loop, Server& server, PolicyWatcher* watcher, bool has_policy_file)
-      : loop_(loop), server_(server), watcher_(watcher), has_policy_file_(has_policy_file) {}
+  Signals(uv_loop_t* loop, Server& server, PolicyWatcher* watcher, bool has_policy_file,
+          DecisionLog& deny_log, DecisionLog& access_log)
+      : loop_(loop),
+        server_(server),
+        watcher_(watcher),
+        has_policy_file_(has_policy_file),
+        deny_log_(deny_log),
+        access_log_(access_log) {}
 
   Result<void, std::string> start() {
-    for (auto [handle, signum] : {std::pair{&hup_, SIGHUP}, {&term_, SIGTERM}, {&intr_, SIGINT}}) {
+    for (auto [handle, signum] :
+         {std::pair{&hup_, SIGHUP}, {&usr1_, SIGUSR1}, {&term_, SIGTERM}, {&intr_, SIGINT}}) {
       if (int rc = handle->init(this, [this](uv_signal_t* h) { return uv_signal_init(loop_, h); }); rc != 0) {
         return unexpected(fmt::format("uv_signal_init: {}", uv_strerror(rc)));
       }
@@ -308,6 +321,18 @@ class Signals {
       server_.reload_policy();
       return;
     }
+    if (signum == SIGUSR1) {
+      // As nginx and squid do after logrotate: close and reopen each log at its path.
+      bool reopened = true;
+      for (DecisionLog* decision_log : {&deny_log_, &access_log_}) {
+        if (auto done = decision_log->reopen(); !done) {
+          log::warn("SIGUSR1: {}; still writing to the old file", done.error());
+          reopened = false;
+        }
+      }
+      if (reopened) log::info("reopened decision logs on SIGUSR1");
+      return;
+    }
     log::info("{}: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
     if (watcher_ != nullptr) watcher_->stop();
     server_.stop();
@@ -317,6 +342,7 @@ class Signals {
  public:
   void stop() {
     hup_.close();
+    usr1_.close();
     term_.close();
     intr_.close();
   }
@@ -326,7 +352,10 @@ class Signals {
   Server& server_;
   PolicyWatcher* watcher_;  // owned by run(); may be null
   bool has_policy_file_;
+  DecisionLog& deny_log_;
+  DecisionLog& access_log_;
   UvHandle<uv_signal_t> hup_;
+  UvHandle<uv_signal_t> usr1_;
   UvHandle<uv_signal_t> term_;
   UvHandle<uv_signal_t> intr_;
 };
@@ -364,8 +393,8 @@ int run(const Settings& settings) {
   Interception interception(*ca, *upstream_tls);
   RedirectMemory redirects;
 
-  DecisionLog deny_log;
-  DecisionLog access_log;
+  DecisionLog deny_log("deny log");
+  DecisionLog access_log("access log");
   for (auto [log_file, path] :
        {std::pair{&deny_log, &settings.deny_log_path}, {&access_log, &settings.access_log_path}}) {
     if (path->empty()) continue;
@@ -400,7 +429,7 @@ int run(const Settings& settings) {
       watcher = std::make_unique<PolicyWatcher>(&loop, *settings.policy_path, server);
       if (auto watching = watcher->start(); !watching) fail(watching.error());
     }
-    Signals signals(&loop, server, watcher.get(), settings.policy_path.has_value());
+    Signals signals(&loop, server, watcher.get(), settings.policy_path.has_value(), deny_log, access_log);
     if (status == 0) {
       if (auto started = signals.start(); !started) fail(started.error());
     }

@@ -34,7 +34,43 @@ void uv_on_after_work(uv_work_t* req, int status) noexcept {
   job->server->on_identified(job->id, std::move(*job->result));
 }
 
+struct DigestJob {
+  uv_work_t req{};
+  Server* server = nullptr;
+  SessionId id = 0;
+  pid_t pid = 0;
+  ExeDigests* digests = nullptr;  // owned by main, outlives the loop
+  std::optional<Result<ExeDigest, std::string>> result;
+};
+
+void uv_on_digest_work(uv_work_t* req) noexcept {
+  auto* job = static_cast<DigestJob*>(req->data);
+  try {
+    job->result.emplace(job->digests->digest(job->pid));
+  } catch (const std::exception& e) {
+    job->result.emplace(unexpected(std::string("hashing failed: ") + e.what()));
+  }
+}
+
+void uv_on_after_digest(uv_work_t* req, int status) noexcept {
+  std::unique_ptr<DigestJob> job(static_cast<DigestJob*>(req->data));
+  if (status == UV_ECANCELED || !job->result) return;
+  job->server->on_digest(job->id, std::move(*job->result));
+}
+
 }  // namespace
+
+int queue_digest(uv_loop_t* loop, Server& server, SessionId id, pid_t pid, ExeDigests& digests) {
+  auto job = std::make_unique<DigestJob>();
+  job->server = &server;
+  job->id = id;
+  job->pid = pid;
+  job->digests = &digests;
+  job->req.data = job.get();
+  const int rc = uv_queue_work(loop, &job->req, uv_on_digest_work, uv_on_after_digest);
+  if (rc == 0) job.release();
+  return rc;
+}
 
 int queue_identify(uv_loop_t* loop, Server& server, SessionId id, const procid::TcpTuple& tuple,
                    const Identifier& identify) {

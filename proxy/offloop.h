@@ -11,6 +11,7 @@
 #include "common/result.h"
 #include "procid/identify.h"
 #include "procid/peer.h"
+#include "proxy/exe_digest.h"
 
 namespace egressd::proxy {
 
@@ -24,5 +25,8 @@ using Identifier = std::function<Result<procid::PeerIdentity, procid::LookupErro
 // Returns libuv's status (0, or an error if the job could not be queued).
 int queue_identify(uv_loop_t* loop, Server& server, SessionId id, const procid::TcpTuple& tuple,
                    const Identifier& identify);
+
+// Queues digests.digest(pid); the result reaches server.on_digest(id, ...) on the loop thread.
+int queue_digest(uv_loop_t* loop, Server& server, SessionId id, pid_t pid, ExeDigests& digests);
 
 }  // namespace egressd::proxy

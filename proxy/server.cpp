@@ -31,6 +31,12 @@ Server::Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& p
 Server::~Server() = default;
 
 Result<void, std::string> Server::listen() {
+  if (settings_.trust_on_first_use && !trusted_) {
+    auto trusted = TrustedDigests::open(settings_.state_dir + "/binary-digests.sha256");
+    if (!trusted) return unexpected(trusted.error());
+    log::info("trust on first use: {} binaries recorded in {}", trusted->size(), trusted->path());
+    trusted_.emplace(std::move(*trusted));
+  }
   sockaddr_storage addr{};
   int rc = uv_ip4_addr(settings_.listen_host.c_str(), settings_.listen_port,
                        reinterpret_cast<sockaddr_in*>(&addr));
@@ -174,6 +180,10 @@ Session* Server::find(SessionId id) {
 
 void Server::on_identified(SessionId id, Result<procid::PeerIdentity, procid::LookupError> result) {
   if (Session* session = find(id); session != nullptr) session->on_identified(std::move(result));
+}
+
+void Server::on_digest(SessionId id, Result<ExeDigest, std::string> result) {
+  if (Session* session = find(id); session != nullptr) session->on_digest(std::move(result));
 }
 
 void Server::retire(SessionId id) {

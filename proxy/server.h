@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -14,10 +15,12 @@
 #include "policy/store.h"
 #include "procid/identify.h"
 #include "proxy/decision_log.h"
+#include "proxy/exe_digest.h"
 #include "proxy/interception.h"
 #include "proxy/offloop.h"
 #include "proxy/redirect_memory.h"
 #include "proxy/settings.h"
+#include "proxy/trusted_digests.h"
 #include "proxy/uv_handle.h"
 
 namespace egressd::proxy {
@@ -50,6 +53,9 @@ class Server {
   RedirectMemory& redirects() { return redirects_; }
   Session* find(SessionId id);
   void on_identified(SessionId id, Result<procid::PeerIdentity, procid::LookupError> result);
+  void on_digest(SessionId id, Result<ExeDigest, std::string> result);
+  ExeDigests& digests() { return digests_; }
+  TrustedDigests* trusted_digests() { return trusted_ ? &*trusted_ : nullptr; }  // --trust-on-first-use
   // The session is finished: it is destroyed after the current callback returns.
   void retire(SessionId id);
   size_t live_sessions() const { return sessions_.size(); }
@@ -84,6 +90,8 @@ class Server {
   Identifier identify_;
   Interception& interception_;
   RedirectMemory& redirects_;
+  ExeDigests digests_;
+  std::optional<TrustedDigests> trusted_;
   UvHandle<uv_tcp_t> listener_;
   UvHandle<uv_check_t> reaper_;
   std::unordered_map<std::string, size_t> per_binary_;  // before sessions_: their destructors release

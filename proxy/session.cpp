@@ -27,6 +27,8 @@ const char* phase_name(Session::Phase phase) {
       return "ReadingHead";
     case Session::Phase::Identifying:
       return "Identifying";
+    case Session::Phase::Verifying:
+      return "Verifying";
     case Session::Phase::Resolving:
       return "Resolving";
     case Session::Phase::Connecting:
@@ -73,11 +75,16 @@ void Session::transition_to(Phase next) {
   bool ok = next == P::Closed || next == P::Draining;
   switch (phase_) {
     case P::ReadingHead:
-      ok = ok || next == P::Identifying || next == P::Resolving || next == P::Connecting ||
-           next == P::Forwarding || next == P::Discarding;
+      ok = ok || next == P::Identifying || next == P::Verifying || next == P::Resolving ||
+           next == P::Connecting || next == P::Forwarding || next == P::Discarding;
       break;
     case P::Identifying:
-      ok = ok || next == P::Resolving || next == P::Forwarding || next == P::Discarding;
+      ok = ok || next == P::Verifying || next == P::Resolving || next == P::Forwarding ||
+           next == P::Discarding;
+      break;
+    case P::Verifying:
+      ok = ok || next == P::Resolving || next == P::Connecting || next == P::Forwarding ||
+           next == P::Discarding;
       break;
     case P::Resolving:
       ok = ok || next == P::Connecting;
@@ -184,6 +191,7 @@ void Session::on_leg_data(LegId from, std::string_view bytes) {
       }
       return feed_client(bytes);
     case Phase::Identifying:
+    case Phase::Verifying:
     case Phase::Resolving:
     case Phase::Connecting:
     case Phase::ClientHandshake:
@@ -234,6 +242,7 @@ void Session::on_leg_end(LegId from, int status) {
       if (from_client) return finish("client closed during the TLS handshake");
       return close_upstream();  // the next request dials again
     case Phase::Identifying:
+    case Phase::Verifying:
     case Phase::Resolving:
     case Phase::Connecting:
       if (from_client) return finish("client closed before the upstream was ready");
@@ -459,6 +468,19 @@ void Session::decide_and_go() {
     if (allow_by_redirect_grant()) return;
     return deny(decision.reason, decision.rules_considered, "deny");
   }
+  if (digest_needed(decision)) {
+    if (!exe_sha256_) {
+      transition_to(Phase::Verifying);
+      arm_timer(kDigestTimeoutMs);
+      log::debug("[S{}] verifying the executable of {}", id_, caller_text());
+      if (int rc = queue_digest(server_.loop(), server_, id_, who.pid, server_.digests()); rc != 0) {
+        return deny(fmt::format("cannot verify {}: {}", who.exe, uv_strerror(rc)), {decision.rule->name},
+                    "deny");
+      }
+      return;  // on_digest() decides again
+    }
+    if (auto refused = digest_refusal(decision)) return deny(*refused, {decision.rule->name}, "deny");
+  }
   policy_ = snapshot;
   rule_ = decision.rule;
   endpoint_ = decision.endpoint;
@@ -498,6 +520,54 @@ void Session::decide_and_go() {
   server_.access_log().write(record);
 
   go_upstream();
+}
+
+bool Session::digest_needed(const policy::Decision& decision) const {
+  return (decision.binary != nullptr && !decision.binary->sha256.empty()) ||
+         server_.trusted_digests() != nullptr;
+}
+
+std::optional<std::string> Session::digest_refusal(const policy::Decision& decision) {
+  const std::string& exe = identity_->value().exe;
+  const std::string& actual = *exe_sha256_;
+  if (decision.binary != nullptr && !decision.binary->sha256.empty()) {
+    if (actual == decision.binary->sha256) return std::nullopt;
+    return fmt::format("binary '{}' has sha256 {}, but policy '{}' pins sha256 {} for it ({}:{})", exe,
+                       actual, decision.rule->name, decision.binary->sha256, decision.binary->where.file,
+                       decision.binary->where.line);
+  }
+  TrustedDigests* trusted = server_.trusted_digests();
+  if (trusted == nullptr) return std::nullopt;
+  if (const auto recorded = trusted->recorded(exe)) {
+    if (*recorded == actual) return std::nullopt;
+    return fmt::format("binary '{}' has sha256 {}, but sha256 {} was trusted for it on first use ({})", exe,
+                       actual, *recorded, trusted->path());
+  }
+  if (exe.find('\n') != std::string::npos)
+    return std::string("an executable path with a newline cannot be trusted");
+  if (!trusted->record(exe, actual)) {
+    log::error("cannot append to {}: {}", trusted->path(), std::strerror(errno));
+  }
+  log::info("[S{}] trusting {} with sha256 {} from now on (first use)", id_, exe, actual);
+  return std::nullopt;
+}
+
+void Session::on_digest(Result<ExeDigest, std::string> result) {
+  if (phase_ != Phase::Verifying) return;
+  const auto& who = identity_->value();
+  if (!result) return deny(fmt::format("cannot verify {}: {}", who.exe, result.error()), {}, "deny");
+  const auto holder = std::find_if(who.holders.begin(), who.holders.end(),
+                                   [&who](const procid::PeerProcess& p) { return p.pid == who.pid; });
+  if (holder == who.holders.end() || holder->start_time != result->start_time) {
+    return deny(fmt::format("process {} is no longer {} (its pid was reused before the executable could be "
+                            "verified)",
+                            who.pid, who.exe),
+                {}, "deny");
+  }
+  log::debug("[S{}] {} has sha256 {} ({})", id_, who.exe, result->sha256,
+             result->cached ? "cached" : "hashed");
+  exe_sha256_ = std::move(result->sha256);
+  decide_and_go();
 }
 
 // A CONNECT to a host only a redirect grant covers may open (its requests are checked one by one), and
@@ -676,7 +746,14 @@ void Session::recheck(const std::shared_ptr<const policy::Policy>& next) {
   if (who == nullptr) return;
   const policy::Caller policy_caller{who->exe, who->ancestors};
   const auto decision = policy::decide(*next, {policy_caller, target_.host, target_.port});
-  if (decision.verdict == policy::Verdict::Allow) {
+  std::optional<std::string> refused;
+  if (decision.verdict == policy::Verdict::Allow && digest_needed(decision)) {
+    refused = exe_sha256_
+                  ? digest_refusal(decision)
+                  : fmt::format("policy '{}' now pins a sha256 for {}; this connection was not verified",
+                                decision.rule->name, who->exe);
+  }
+  if (decision.verdict == policy::Verdict::Allow && !refused) {
     policy_ = next;
     rule_ = decision.rule;
     endpoint_ = decision.endpoint;
@@ -691,7 +768,7 @@ void Session::recheck(const std::shared_ptr<const policy::Policy>& next) {
   policy_ = next;
   rule_ = nullptr;
   endpoint_ = nullptr;
-  deny(decision.reason, decision.rules_considered, "revoked");
+  deny(refused.value_or(decision.reason), decision.rules_considered, "revoked");
 }
 
 // ---- timers and the end --------------------------------------------------------------------------
@@ -715,6 +792,9 @@ void Session::on_timer() {
     case Phase::Identifying:
       return deny(fmt::format("caller unknown: identification did not finish within {} ms",
                               settings.identify_timeout_ms),
+                  {}, "deny");
+    case Phase::Verifying:
+      return deny(fmt::format("the caller's executable could not be hashed within {} ms", kDigestTimeoutMs),
                   {}, "deny");
     case Phase::Resolving:
     case Phase::Connecting:

@@ -39,10 +39,13 @@ class Session final : private MessageSink, private LegEvents {
   static constexpr uint64_t kMaxDiscardBytes = 1024 * 1024;
   // After egressd's own final response, how long to wait for the client's EOF before closing.
   static constexpr uint64_t kLingerMs = 2'000;
+  // Hashing the caller's executable (once per binary version; a large one under load can be slow).
+  static constexpr uint64_t kDigestTimeoutMs = 60'000;
 
   enum class Phase {
     ReadingHead,      // llhttp until the end of a request head (absolute-form, or inside a CONNECT)
     Identifying,      // the head is in; waiting for procid on the thread pool
+    Verifying,        // allowed by name: hashing the caller's executable (sha256 pin, trust on first use)
     Resolving,        // uv_getaddrinfo; entered only after the name was allowed
     Connecting,       // upstream TCP connect, then upstream TLS when terminating; connect timer armed
     Sniffing,         // CONNECT answered 200; the first bytes tell TLS, HTTP or an opaque stream
@@ -66,6 +69,7 @@ class Session final : private MessageSink, private LegEvents {
   void refuse_at_capacity(const std::string& why);
   void on_identified(Result<procid::PeerIdentity, procid::LookupError> result);
   void on_resolved(int status, addrinfo* answers);  // takes ownership of answers
+  void on_digest(Result<ExeDigest, std::string> result);
   // A new policy is in force: keep going if it still allows what this session does, else close.
   void recheck(const std::shared_ptr<const policy::Policy>& policy);
   void stop();  // the server is shutting down
@@ -143,7 +147,12 @@ class Session final : private MessageSink, private LegEvents {
   std::string client_address_;
 
   std::optional<Result<procid::PeerIdentity, procid::LookupError>> identity_;
-  std::string admitted_exe_;  // counted by Server::admit_binary; released when the session goes
+  std::string admitted_exe_;               // counted by Server::admit_binary; released when the session goes
+  std::optional<std::string> exe_sha256_;  // the caller's executable, hashed once per session
+  // Why `decision`'s binary may not connect after all (its sha256 pin, or the digest trusted on first
+  // use, differs from exe_sha256_), or nothing. Records a first use.
+  std::optional<std::string> digest_refusal(const policy::Decision& decision);
+  bool digest_needed(const policy::Decision& decision) const;
   std::unique_ptr<MessageParser> client_parser_;    // one per stream of requests (a new one inside a CONNECT)
   std::unique_ptr<MessageParser> upstream_parser_;  // one per exchange
   std::string pending_client_;                      // client bytes read but not yet consumed (after a pause)

@@ -21,7 +21,8 @@ struct Settings {
   std::string upstream_ca_path;                // extra trust anchors for upstream TLS (internal CAs)
   std::string ready_file;                      // written (atomically) with "host:port" once listening
   std::map<std::string, std::string> resolve;  // --resolve HOST=ADDR: dial ADDR for HOST, no DNS
-  bool watch_policy = true;                    // inotify on the policy file; SIGHUP always reloads
+  bool trust_on_first_use = false;  // record each allowed binary's SHA-256 in state_dir; deny changes
+  bool watch_policy = true;         // inotify on the policy file; SIGHUP always reloads
   std::string log_level = "info";
   uint64_t head_timeout_ms = 30'000;           // a request head must arrive within this
   uint64_t identify_timeout_ms = 5'000;        // caller identification; past it, deny

@@ -41,7 +41,8 @@ Result<Target, std::string> parse_host_port(std::string_view text, uint16_t defa
     }
     in6_addr v6{};
     const std::string host_str(host);
-    if (inet_pton(AF_INET6, host_str.c_str(), &v6) != 1) {
+    // inet_pton reads a C string: a NUL would end the address early and hide whatever follows it.
+    if (host.find('\0') != std::string_view::npos || inet_pton(AF_INET6, host_str.c_str(), &v6) != 1) {
       return unexpected(fmt::format("invalid IPv6 address '{}'", host));
     }
     char buf[INET6_ADDRSTRLEN] = {};

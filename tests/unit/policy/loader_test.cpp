@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "policy/matcher.h"
 #include "tests/unit/policy/policy_fixtures.h"
 
 namespace egressd::policy {
@@ -100,7 +101,9 @@ const BrokenFile kBrokenFiles[] = {
     {"rules_without_protocol", 7, 9, "'rules' needs 'protocol: rest' (or another L7 protocol)"},
     {"tls_unknown", 5, 49, "unknown tls 'verify'"},
     {"top_level_sequence", 1, 1, "expected a mapping with 'version: 1', found a sequence"},
-    {"unknown_binary_key", 7, 31, "unknown key 'sha256' in a binary entry"},
+    {"unknown_binary_key", 7, 31, "unknown key 'sha1' in a binary entry"},
+    {"binary_sha256_short", 7, 39, "must be 64 hexadecimal digits"},
+    {"binary_sha256_with_children", 7, 47, "cannot be combined with 'children: true'"},
     {"unknown_endpoint_key_allow_encoded_slash", 9, 9, "unknown key 'allow_encoded_slash' in an endpoint"},
     {"unknown_rule_key", 4, 5, "unknown key 'description' in a rule"},
     {"unknown_top_level_key", 8, 1, "unknown key 'network_middlewares' at the top level"},
@@ -638,6 +641,29 @@ network_policies:
 )");
   REQUIRE(errors.size() == 1);
   CHECK(errors[0].to_string() == "test.yaml:4:3: duplicate rule name 'shared' (first used at 3:16)");
+}
+
+}  // namespace
+}  // namespace egressd::policy
+
+namespace egressd::policy {
+namespace {
+
+TEST_CASE("a binary's sha256 pin is kept as 64 lowercase hex digits, with or without a sha256: prefix") {
+  const auto policy = fixtures::policy_from_yaml(R"(
+version: 1
+network_policies:
+  pinned:
+    endpoints: [{ host: api.example.com, port: 443 }]
+    binaries:
+      - { path: /usr/bin/curl, sha256: "sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855" }
+      - { path: /usr/bin/wget }
+)");
+  const auto& binaries = policy->rules.at(0).binaries;
+  CHECK(binaries.at(0).sha256 == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  CHECK(binaries.at(1).sha256.empty());
+  const Decision decision = decide(*policy, {Caller{"/usr/bin/curl", {}}, "api.example.com", 443});
+  CHECK(decision.binary == &binaries.at(0));  // the proxy checks this entry's pin before it allows
 }
 
 }  // namespace

@@ -225,6 +225,8 @@ DestinationCheck refuse(const IpAddress& address, std::string reason) {
 }  // namespace
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
+  // inet_pton reads a C string: a NUL would end the address early and hide whatever follows it.
+  if (text.find('\0') != std::string_view::npos) return std::nullopt;
   const std::string terminated(text);
   IpAddress address;
   if (inet_pton(AF_INET, terminated.c_str(), address.bytes.data()) == 1) {

@@ -1,11 +1,13 @@
 #include "policy/loader.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <sstream>
 #include <utility>
 
 #include "policy/destination.h"
@@ -102,6 +104,48 @@ std::optional<long long> plain_integer(const YAML::Node& node) {
     return std::nullopt;
   return std::stoll(text);
 }
+
+// Where each document of a YAML stream starts, found without building it. yaml-cpp 0.7's LoadAll() never
+// returns on some malformed streams, allocating all the while (a stray ',' as in ", a": jbeder/yaml-cpp
+// #1040, fixed upstream by #1319): its parser reports an empty document at the same token again and again.
+// Walking the documents ourselves lets us stop at the first one that does not move the parser.
+class DocumentStarts final : public YAML::EventHandler {
+ public:
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    stuck_ = !starts_.empty() && starts_.back().pos == mark.pos;
+    starts_.push_back(mark);
+    roots_.push_back(YAML::Mark::null_mark());
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node_at(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node_at(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+    node_at(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node_at(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node_at(mark);
+  }
+  void OnMapEnd() override {}
+
+  bool stuck() const { return stuck_; }  // the last document started where the one before it did
+  std::size_t count() const { return starts_.size(); }
+  const YAML::Mark& start(std::size_t i) const { return starts_[i]; }
+  const YAML::Mark& root(std::size_t i) const { return roots_[i]; }  // where Node::Mark() would point
+
+ private:
+  void node_at(const YAML::Mark& mark) {
+    if (!roots_.empty() && roots_.back().is_null()) roots_.back() = mark;
+  }
+  std::vector<YAML::Mark> starts_;
+  std::vector<YAML::Mark> roots_;
+  bool stuck_ = false;
+};
 
 // One load: walks the YAML tree in file order, building the Policy and collecting every error.
 class Loader {
@@ -242,16 +286,25 @@ std::optional<T> Loader::choice_of(const Entry& entry, const Choice<T> (&choices
 }
 
 void Loader::load(const std::string& text) {
-  const std::vector<YAML::Node> documents = YAML::LoadAll(text);
-  if (documents.empty() || (documents.size() == 1 && documents[0].IsNull())) {
+  // Count the documents first, instead of YAML::LoadAll(), which may never return (see DocumentStarts).
+  std::istringstream stream(text);
+  YAML::Parser parser(stream);
+  DocumentStarts documents;
+  while (parser.HandleNextDocument(documents)) {
+    if (documents.stuck()) {
+      fail(documents.start(documents.count() - 1), "invalid YAML: unexpected token where a document starts");
+      return;
+    }
+  }
+  if (documents.count() > 1) {
+    fail(documents.root(1), "expected one YAML document, found " + std::to_string(documents.count()));
+    return;
+  }
+  const YAML::Node root = documents.count() == 0 ? YAML::Node() : YAML::Load(text);
+  if (!root.IsDefined() || root.IsNull()) {
     fail(YAML::Mark::null_mark(), "empty policy file; expected a mapping with 'version: 1'");
     return;
   }
-  if (documents.size() > 1) {
-    fail(documents[1].Mark(), "expected one YAML document, found " + std::to_string(documents.size()));
-    return;
-  }
-  const YAML::Node& root = documents[0];
   if (!root.IsMap()) {
     fail(root.Mark(), "expected a mapping with 'version: 1', found " + describe(root));
     return;

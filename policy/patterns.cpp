@@ -181,6 +181,10 @@ Result<HostPattern, std::string> parse_host_pattern(std::string_view written) {
 }
 
 Result<Cidr, std::string> parse_cidr(std::string_view written) {
+  // inet_pton reads a C string: a NUL would end the address early and hide whatever follows it.
+  if (written.find('\0') != std::string_view::npos) {
+    return egressd::unexpected(std::string("allowed_ips entry contains a NUL byte"));
+  }
   const std::string entry = "allowed_ips entry " + quoted(written);
   const std::string text(written);
   const std::size_t slash = text.find('/');

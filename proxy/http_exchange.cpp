@@ -50,6 +50,9 @@ bool is_hop_by_hop(std::string_view name, std::string_view connection_header) {
     if (iequals(name, h)) return true;
   }
   if (name.size() > 6 && iequals(name.substr(0, 6), "proxy-")) return true;
+  // Content-Length frames the body that is forwarded: dropped because "Connection: content-length" named it,
+  // the body would reach the next hop unframed, read as the start of another message (request smuggling).
+  if (iequals(name, "content-length")) return false;
   return has_token(connection_header, name);
 }
 

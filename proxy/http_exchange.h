@@ -20,7 +20,8 @@ struct SerializedHead {
 };
 
 // True for headers that never cross a proxy: Connection, Keep-Alive, Proxy-*, TE, Trailer,
-// Transfer-Encoding, Upgrade, and anything the Connection header names.
+// Transfer-Encoding, Upgrade, and anything else the Connection header names but Content-Length, which
+// frames the body that crosses.
 bool is_hop_by_hop(std::string_view name, std::string_view connection_header);
 
 // The request as sent upstream: origin-form target, Host from the URL, HTTP/1.1.

@@ -21,3 +21,6 @@ BUILD_PACKAGES=(cmake ninja-build g++ pkg-config libuv1-dev libssl-dev libyaml-c
                 libspdlog-dev doctest-dev node-llhttp)
 # What the tests drive: real clients.
 TEST_PACKAGES=(curl ca-certificates systemd openssl python3 python3-requests wget nodejs node-undici git iproute2)
+# What scripts/fuzz needs on top of BUILD_PACKAGES: clang, libFuzzer and the sanitizer runtimes
+# (libclang-rt-dev), and llvm-symbolizer (llvm) for readable stacks.
+FUZZ_PACKAGES=(clang libclang-rt-dev llvm)

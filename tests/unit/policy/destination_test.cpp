@@ -46,6 +46,7 @@ TEST_CASE("IpAddress rejects names, brackets, zone ids, ports and short forms") 
     CAPTURE(text);
     CHECK_FALSE(IpAddress::parse(text).has_value());
   }
+  CHECK_FALSE(IpAddress::parse(std::string_view("10.0.0.1\0x", 10)).has_value());  // not "10.0.0.1"
 }
 
 TEST_CASE("address_class_name names every class") {

@@ -124,6 +124,7 @@ const BrokenFile kBrokenFiles[] = {
      "host pattern '*' is too broad: its last two labels must be literal, as in '*.example.com'"},
     {"wildcard_tld_only", 5, 17,
      "host pattern '*.com' is too broad: its last two labels must be literal, as in '*.example.com'"},
+    {"yaml_stray_comma", 1, 1, "invalid YAML: unexpected token where a document starts"},  // yaml-cpp #1040
     {"yaml_unclosed_brace", 7, 7, "invalid YAML: illegal block entry"},
 };
 

@@ -165,6 +165,10 @@ TEST_CASE("allowed_ips entries that are not addresses or have a bad prefix are r
     REQUIRE_FALSE(cidr.has_value());
     CHECK(cidr.error().find(row.fragment) != std::string::npos);
   }
+  // inet_pton would stop at the NUL and take "10.0.0.1" (found by fuzz/fuzz_destination).
+  Result<Cidr, std::string> with_nul = parse_cidr(std::string_view("10.0.0.1\0junk", 13));
+  REQUIRE_FALSE(with_nul.has_value());
+  CHECK(with_nul.error() == "allowed_ips entry contains a NUL byte");
 }
 
 TEST_CASE("L7 methods are upper-cased and must be a token or '*'") {

@@ -52,6 +52,26 @@ TEST_CASE("request bodies keep their framing: Content-Length as is, chunked re-c
   CHECK(chunk("hello") == "5\r\nhello\r\n");
 }
 
+TEST_CASE("a Connection header naming Content-Length does not unframe the body it announces") {
+  // Without its Content-Length the upstream would read this body as a second request nobody decided on.
+  const auto request = parse_request(
+      "POST http://h/ HTTP/1.1\r\nHost: h\r\nConnection: content-length\r\nContent-Length: 27\r\n\r\n");
+  const auto target = parse_absolute_url(request.url);
+  REQUIRE(target.has_value());
+  const auto out = upstream_request_head(request, *target);
+  CHECK(out.framing == BodyFraming::ContentLength);
+  CHECK(out.bytes == "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 27\r\n\r\n");
+
+  MessageHead response;
+  response.status = 200;
+  response.status_text = "OK";
+  response.has_content_length = true;
+  response.headers = {{"Connection", "Content-Length"}, {"Content-Length", "5"}};
+  const auto down = client_response_head(response, request, false, true);
+  CHECK(down.framing == BodyFraming::ContentLength);
+  CHECK(down.bytes == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n");
+}
+
 TEST_CASE("responses: close-delimited bodies close the client connection; HEAD and 304 carry no body") {
   const auto request = parse_request("GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n");
   MessageHead response;

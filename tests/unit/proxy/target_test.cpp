@@ -38,6 +38,8 @@ TEST_CASE("CONNECT authorities without a valid port or with junk are refused") {
     CAPTURE(text);
     CHECK_FALSE(parse_connect_authority(text).has_value());
   }
+  // Not [::1]: inet_pton would stop at the NUL (fuzz/fuzz_location checks this for Location too).
+  CHECK_FALSE(parse_connect_authority(std::string_view("[::1\0x]:443", 11)).has_value());
 }
 
 TEST_CASE("absolute-form URLs give host, port (80 by default) and the origin-form target") {
@@ -97,6 +99,8 @@ TEST_CASE("a Location resolves against the request it answered: absolute, scheme
   CHECK_FALSE(egressd::proxy::resolve_location("ftp://x.example.com/", *base).has_value());
   CHECK_FALSE(egressd::proxy::resolve_location("https://user@x.example.com/", *base).has_value());
   CHECK_FALSE(egressd::proxy::resolve_location("", *base).has_value());
+  CHECK_FALSE(
+      egressd::proxy::resolve_location(std::string_view("//[::1\0.evil.example]/", 22), *base).has_value());
 }
 
 TEST_CASE("a Host header parses to host and port, the scheme's default when absent") {

@@ -7,6 +7,7 @@
 
 #include "tests/e2e/scenario.h"
 #include "tests/support/local_origin.h"
+#include "tests/support/raw_client.h"
 #include "tests/support/test_ca.h"
 
 namespace egressd::test::e2e {
@@ -168,6 +169,31 @@ TEST_CASE("absolute-form requests to a protocol: rest endpoint are checked too" 
   const RunResult put = run({curl(), "-q", "-sS", "--proxy", egressd.url(), "-o", "/dev/null", "-w",
                              "%{http_code}", "-X", "PUT", origin.url("/any/x")});
   CHECK(put.out == "403");
+}
+
+TEST_CASE("a body smuggled past the rules by Connection: content-length stays a body upstream" *
+          doctest::timeout(60)) {
+  LocalOrigin origin = LocalOrigin::http();
+  const std::string yaml = policy_allowing(
+      {PolicyRule{"api",
+                  {self_exe()},
+                  {{"127.0.0.1", origin.port(), "        protocol: rest\n        access: read-only\n"}}}});
+  Egressd egressd(yaml);
+  INFO(egressd.diagnostics());
+  // A GET read-only allows, whose body is a DELETE it does not. Had egressd dropped Content-Length as
+  // hop-by-hop (Connection names it), the origin would read the body as a second, undecided request.
+  const std::string smuggled = "DELETE /any/secret HTTP/1.1\r\nHost: " + origin.host_port() + "\r\n\r\n";
+  RawClient client("127.0.0.1", egressd.port());
+  REQUIRE(client.send("GET " + origin.url("/any/ok") + " HTTP/1.1\r\nHost: " + origin.host_port() +
+                      "\r\nConnection: content-length\r\nContent-Length: " + std::to_string(smuggled.size()) +
+                      "\r\n\r\n" + smuggled));
+  CHECK(client.read_until("GET /any/ok\n").find("200 OK") != std::string::npos);
+  client.shutdown_write();
+  client.read_until_close(5s);
+  const auto requests = origin.requests();
+  REQUIRE(requests.size() == 1);
+  CHECK(requests[0].method == "GET");
+  CHECK(requests[0].body_size == smuggled.size());
 }
 
 }  // namespace

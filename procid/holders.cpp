@@ -176,6 +176,9 @@ Result<std::optional<Candidate>, LookupError> scan_process(Scan& scan, pid_t pid
   if (!fds) {
     const int error = errno;
     ::close(fd_dir);
+    // fdopendir() fstat()s the descriptor first, and an open /proc/PID/fd of a process that has since
+    // been reaped fails that with ENOENT: the process went away, it hides nothing.
+    if (vanished(error)) return std::optional<Candidate>();
     return unexpected(unreadable(pid, "fd", error));
   }
 

@@ -116,6 +116,17 @@ void TcpServer::accept_loop() {
     const size_t index = ++accepted_;
     std::lock_guard lock(connections_mutex_);
     if (stopping_) break;
+    // Join and forget connections whose handler has returned: an unjoined thread keeps its stack mapped,
+    // and a server that lives through thousands of connections (the soak test's) would run out of memory
+    // maps. Joining under the lock is safe: a closed connection's thread no longer takes it.
+    for (auto it = connections_.begin(); it != connections_.end();) {
+      if (!it->closed) {
+        ++it;
+        continue;
+      }
+      it->thread.join();
+      it = connections_.erase(it);
+    }
     Connection& connection = connections_.emplace_back();
     connection.fd = std::move(fd);
     connection.thread = std::thread([this, &connection, index] { serve(connection, index); });

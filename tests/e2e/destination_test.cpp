@@ -15,19 +15,6 @@
 namespace egressd::test::e2e {
 namespace {
 
-// curl's absolute-form GET through egressd: "STATUS BODY" (the body is egressd's JSON when it refuses).
-struct Got {
-  std::string status;
-  std::string body;
-};
-Got get_through(const Egressd& egressd, const std::string& url) {
-  const RunResult result = run(egressd.in_network(
-      {curl(), "-q", "-sS", "--proxy", egressd.url(), "-w", "\n%{http_code}", "--max-time", "20", url}));
-  const size_t newline = result.out.rfind('\n');
-  if (newline == std::string::npos) return {"", result.out + result.err};
-  return {result.out.substr(newline + 1), result.out.substr(0, newline)};
-}
-
 TEST_CASE("a name resolving to loopback is refused before any dial unless its endpoint allows loopback" *
           doctest::timeout(60)) {
   LocalOrigin origin = LocalOrigin::http();

@@ -20,22 +20,6 @@
 namespace egressd::test::e2e {
 namespace {
 
-struct Got {
-  std::string status;
-  std::string body;
-  int exit_code = 0;
-};
-// curl's absolute-form GET through egressd, in egressd's network.
-Got get_through(const Egressd& egressd, const std::string& url, std::vector<std::string> extra = {}) {
-  std::vector<std::string> argv{curl(), "-q", "-sS", "--proxy", egressd.url(), "-w", "\n%{http_code}"};
-  argv.insert(argv.end(), extra.begin(), extra.end());
-  argv.push_back(url);
-  const RunResult result = run(egressd.in_network(argv));
-  const size_t newline = result.out.rfind('\n');
-  if (newline == std::string::npos) return {"", result.out + result.err, result.exit_code};
-  return {result.out.substr(newline + 1), result.out.substr(0, newline), result.exit_code};
-}
-
 uint16_t closed_port() {
   TcpServer server("127.0.0.1", [](ServerConnection&) {});
   return server.port();  // closed when `server` goes

@@ -18,10 +18,6 @@
 namespace egressd::test::e2e {
 namespace {
 
-std::string connect_request(const std::string& authority) {
-  return "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n";
-}
-
 // Sends `bytes` one at a time, `gap` apart, until egressd closes; how long that took.
 std::chrono::milliseconds trickle_until_closed(RawClient& client, std::string_view bytes,
                                                std::chrono::milliseconds gap) {

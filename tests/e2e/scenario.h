@@ -38,4 +38,27 @@ inline std::string http_status(const std::string& client, const Egressd& egressd
       .out;
 }
 
+// The bytes of a CONNECT for `authority` ("127.0.0.1:8080"), for a RawClient.
+inline std::string connect_request(const std::string& authority) {
+  return "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n";
+}
+
+// What curl made of an absolute-form GET through egressd: the status egressd or the origin answered
+// ("" if none), the body (egressd's JSON when it refused), curl's exit code.
+struct Got {
+  std::string status;
+  std::string body;
+  int exit_code = 0;
+};
+// Run in egressd's network (Egressd::in_network), with `extra` curl options before the URL.
+inline Got get_through(const Egressd& egressd, const std::string& url, std::vector<std::string> extra = {}) {
+  std::vector<std::string> argv{curl(), "-q", "-sS", "--proxy", egressd.url(), "-w", "\n%{http_code}"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back(url);
+  const RunResult result = run(egressd.in_network(argv));
+  const size_t newline = result.out.rfind('\n');
+  if (newline == std::string::npos) return {"", result.out + result.err, result.exit_code};
+  return {result.out.substr(newline + 1), result.out.substr(0, newline), result.exit_code};
+}
+
 }  // namespace egressd::test::e2e

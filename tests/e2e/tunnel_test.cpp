@@ -45,10 +45,6 @@ class SilentListener {
   uint16_t port_ = 0;
 };
 
-std::string connect_request(const std::string& authority) {
-  return "CONNECT " + authority + " HTTP/1.1\r\nHost: " + authority + "\r\n\r\n";
-}
-
 }  // namespace
 
 TEST_CASE("an idle tunnel is closed after --idle-timeout-ms" * doctest::timeout(60)) {

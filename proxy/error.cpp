@@ -12,6 +12,8 @@ int http_status(ErrorKind kind) {
       return 414;
     case ErrorKind::TooManyConnections:
       return 503;
+    case ErrorKind::UnsupportedTransferCoding:
+      return 501;
     case ErrorKind::Denied:
     case ErrorKind::CallerUnknown:
       return 403;
@@ -38,6 +40,8 @@ const char* error_code(ErrorKind kind) {
       return "uri_too_long";
     case ErrorKind::TooManyConnections:
       return "too_many_connections";
+    case ErrorKind::UnsupportedTransferCoding:
+      return "unsupported_transfer_encoding";
     case ErrorKind::Denied:
     case ErrorKind::CallerUnknown:
       return "policy_denied";

@@ -11,6 +11,7 @@ enum class ErrorKind {
   HeadTooLarge,
   TargetTooLong,
   TooManyConnections,
+  UnsupportedTransferCoding,
   Denied,
   CallerUnknown,
   DnsFailed,

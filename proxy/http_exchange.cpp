@@ -3,6 +3,7 @@
 #include <strings.h>
 
 #include <array>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -13,14 +14,17 @@ bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
 }
 
+std::string_view trim(std::string_view item) {
+  while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+  while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+  return item;
+}
+
 // Does the comma-separated token list contain `token` (case-insensitive)?
 bool has_token(std::string_view list, std::string_view token) {
   while (!list.empty()) {
     const auto comma = list.find(',');
-    auto item = list.substr(0, comma);
-    while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
-    while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
-    if (iequals(item, token)) return true;
+    if (iequals(trim(list.substr(0, comma)), token)) return true;
     if (comma == std::string_view::npos) break;
     list.remove_prefix(comma + 1);
   }
@@ -54,6 +58,22 @@ bool is_hop_by_hop(std::string_view name, std::string_view connection_header) {
   // the body would reach the next hop unframed, read as the start of another message (request smuggling).
   if (iequals(name, "content-length")) return false;
   return has_token(connection_header, name);
+}
+
+bool only_chunked_transfer_coding(const MessageHead& request) {
+  std::vector<std::string_view> codings;
+  for (const auto& [name, value] : request.headers) {
+    if (!iequals(name, "transfer-encoding")) continue;
+    std::string_view list = value;
+    while (true) {
+      const size_t comma = list.find(',');
+      const std::string_view coding = trim(list.substr(0, comma));
+      if (!coding.empty()) codings.push_back(coding);
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return codings.empty() || (codings.size() == 1 && iequals(codings[0], "chunked"));
 }
 
 SerializedHead upstream_request_head(const MessageHead& request, const Target& target) {

@@ -25,6 +25,9 @@ struct SerializedHead {
 bool is_hop_by_hop(std::string_view name, std::string_view connection_header);
 
 // The request as sent upstream: origin-form target, Host from the URL, HTTP/1.1.
+// True when the request has no Transfer-Encoding, or exactly `chunked` (in one or several headers).
+bool only_chunked_transfer_coding(const MessageHead& request);
+
 SerializedHead upstream_request_head(const MessageHead& request, const Target& target);
 
 // The response as sent to the client. `request_was_head`: no body follows whatever the headers say.

@@ -341,6 +341,12 @@ Result<Target, std::string> Session::inner_target(const MessageHead& head) const
 
 void Session::on_request_head() {
   const MessageHead& head = client_parser_->head();
+  if (!only_chunked_transfer_coding(head)) {
+    // RFC 9112 §6.1: a transfer coding the server does not understand gets 501. egressd re-frames bodies
+    // as chunked only, so any other coding would reach the origin undeclared.
+    return respond_error({ErrorKind::UnsupportedTransferCoding, Side::Client,
+                          "only 'Transfer-Encoding: chunked' is supported in requests"});
+  }
   if (tunnel_) {
     is_connect_ = false;
     auto target = inner_target(head);

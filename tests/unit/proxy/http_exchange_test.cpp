@@ -52,6 +52,18 @@ TEST_CASE("request bodies keep their framing: Content-Length as is, chunked re-c
   CHECK(chunk("hello") == "5\r\nhello\r\n");
 }
 
+TEST_CASE("only plain chunked is accepted as a request's transfer coding") {
+  const auto head = [](const std::string& headers) {
+    return parse_request("POST http://a.example/ HTTP/1.1\r\nHost: a.example\r\n" + headers + "\r\n");
+  };
+  CHECK(only_chunked_transfer_coding(head("Content-Length: 0\r\n")));
+  CHECK(only_chunked_transfer_coding(head("Transfer-Encoding: chunked\r\n")));
+  CHECK(only_chunked_transfer_coding(head("Transfer-Encoding: Chunked \r\n")));
+  CHECK_FALSE(only_chunked_transfer_coding(head("Transfer-Encoding: gzip, chunked\r\n")));
+  CHECK_FALSE(
+      only_chunked_transfer_coding(head("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n")));
+}
+
 TEST_CASE("a Connection header naming Content-Length does not unframe the body it announces") {
   // Without its Content-Length the upstream would read this body as a second request nobody decided on.
   const auto request = parse_request(

@@ -52,9 +52,21 @@ Target base_target(uint8_t selector) {
 // The authority a Location names, as written: after "scheme://" (or a leading "//"), up to the path,
 // query or fragment.
 std::string_view written_authority(std::string_view location) {
-  const std::size_t scheme_end = location.find("://");
+  const std::size_t scheme_end = location.starts_with("//") ? std::string_view::npos : location.find("://");
   const std::string_view rest = location.substr(scheme_end == std::string_view::npos ? 2 : scheme_end + 3);
   return rest.substr(0, rest.find_first_of("/?#"));
+}
+
+// RFC 3986 §3.1: a scheme is ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) before the first ':'.
+bool starts_with_scheme(std::string_view location) {
+  const std::size_t colon = location.find(':');
+  if (colon == std::string_view::npos || colon == 0 ||
+      std::isalpha(static_cast<unsigned char>(location[0])) == 0) {
+    return false;
+  }
+  return std::all_of(location.begin(), location.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.';
+  });
 }
 
 bool same_target(const Target& a, const Target& b) {
@@ -78,7 +90,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   EGRESSD_CHECK(resolved->origin_form.starts_with('/'));
   EGRESSD_CHECK(resolved->origin_form.find('#') == std::string::npos);  // fragments never leave the client
   // Only a Location naming an authority ("scheme://..." or "//...") may lead to another host or port.
-  const bool names_authority = location.find("://") != std::string_view::npos || location.starts_with("//");
+  const bool names_authority = starts_with_scheme(location) || location.starts_with("//");
   if (names_authority) {
     // Every byte of the authority counts: none is a control character, such as a NUL that a C string
     // function (inet_pton) would stop at, leaving the rest unchecked.

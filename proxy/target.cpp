@@ -157,8 +157,23 @@ Result<Target, std::string> parse_host_header(std::string_view host, uint16_t de
   return parse_host_port(host, default_port);
 }
 
+namespace {
+
+// Whether a URI reference starts with a scheme (RFC 3986 §3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+// then ':'), as "https://..." does and "/login?next=http://x" does not.
+bool has_scheme(std::string_view reference) {
+  const auto colon = reference.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  if (std::isalpha(static_cast<unsigned char>(reference[0])) == 0) return false;
+  return std::all_of(reference.begin(), reference.begin() + static_cast<std::ptrdiff_t>(colon), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '+' || c == '-' || c == '.';
+  });
+}
+
+}  // namespace
+
 Result<Target, std::string> resolve_location(std::string_view location, const Target& base) {
-  if (location.find("://") != std::string_view::npos) return parse_url(location, /*allow_https=*/true);
+  if (has_scheme(location)) return parse_url(location, /*allow_https=*/true);
   if (location.starts_with("//"))
     return parse_url(std::string(base.tls ? "https:" : "http:") + std::string(location), true);
   if (location.empty()) return unexpected(std::string("empty Location"));

@@ -89,6 +89,10 @@ TEST_CASE("a Location resolves against the request it answered: absolute, scheme
       {"/other?y=2", "https://mirror.example.com/other?y=2"},
       {"next", "https://mirror.example.com/claude/1.2.3/next"},
       {"[::1]:9/x", "https://mirror.example.com/claude/1.2.3/[::1]:9/x"},  // a relative path, not a host
+      // "://" in a query is not a scheme: these stay on the same host.
+      {"/login?next=http://x.example.com/y", "https://mirror.example.com/login?next=http://x.example.com/y"},
+      {"page?from=https://a.example/",
+       "https://mirror.example.com/claude/1.2.3/page?from=https://a.example/"},
   };
   for (const Row& row : rows) {
     CAPTURE(row.location);
@@ -99,6 +103,7 @@ TEST_CASE("a Location resolves against the request it answered: absolute, scheme
   CHECK_FALSE(egressd::proxy::resolve_location("ftp://x.example.com/", *base).has_value());
   CHECK_FALSE(egressd::proxy::resolve_location("https://user@x.example.com/", *base).has_value());
   CHECK_FALSE(egressd::proxy::resolve_location("", *base).has_value());
+  CHECK_FALSE(egressd::proxy::resolve_location("mailto:ops@example.com", *base).has_value());
   CHECK_FALSE(
       egressd::proxy::resolve_location(std::string_view("//[::1\0.evil.example]/", 22), *base).has_value());
 }

@@ -1,14 +1,11 @@
 // Session core: the phase table, what each event means in each phase, request heads, decisions, and the
 // ways a session ends. Upstream set-up and TLS are in session_upstream.cpp, the HTTP exchange in
-// session_exchange.cpp.
+// session_exchange.cpp, the caller and its executable in session_caller.cpp, redirect hops in
+// session_redirects.cpp.
 #include "proxy/session.h"
 #include "proxy/socket_address.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-
 #include <algorithm>
-#include <cstring>
 
 #include <fmt/format.h>
 
@@ -379,27 +376,6 @@ void Session::on_request_head() {
   arm_timer(server_.settings().identify_timeout_ms);
 }
 
-void Session::on_identified(Result<procid::PeerIdentity, procid::LookupError> result) {
-  if (phase_ == Phase::Closed || identity_) return;
-  if (result) {
-    log::debug("[S{}] caller {}({}) uid {} inode {}", id_, result->exe, result->pid, result->uid,
-               result->socket_inode);
-  } else {
-    log::debug("[S{}] caller unknown: {}", id_, result.error().detail);
-  }
-  identity_.emplace(std::move(result));
-  if (phase_ == Phase::Identifying) decide_and_go();
-}
-
-const procid::PeerIdentity* Session::caller() const {
-  return identity_ && identity_->has_value() ? &identity_->value() : nullptr;
-}
-
-std::string Session::caller_text() const {
-  const auto* who = caller();
-  return who == nullptr ? std::string("?") : fmt::format("{}({})", who->exe, who->pid);
-}
-
 // ---- decisions -----------------------------------------------------------------------------------
 
 DecisionRecord Session::record_for(const char* event) const {
@@ -414,42 +390,6 @@ DecisionRecord Session::record_for(const char* event) const {
   record.url = url_;
   record.policy_hash = (policy_ ? policy_ : server_.policy())->source_hash;
   return record;
-}
-
-std::vector<RedirectHop> Session::redirect_chain() const {
-  const auto* who = caller();
-  if (who == nullptr) return {};
-  return server_.redirects().chain_to(who->pid, who->exe, target_.host, target_.port,
-                                      RedirectMemory::Clock::now());
-}
-
-// A 3xx whose Location leads to another host:port: remember the hop for this caller, and when the
-// endpoint lists that host under `redirects:`, let the caller fetch exactly that URL for a while.
-void Session::remember_redirect(const MessageHead& response) {
-  const int status = response.status;
-  if (status != 301 && status != 302 && status != 303 && status != 307 && status != 308) return;
-  const auto* who = caller();
-  const std::string_view location = response.header("location");
-  if (who == nullptr || location.empty()) return;
-  auto to = resolve_location(location, target_);
-  if (!to || (to->host == target_.host && to->port == target_.port)) return;
-  RedirectHop hop;
-  hop.pid = who->pid;
-  hop.exe = who->exe;
-  hop.status = status;
-  hop.method = client_parser_->head().method;
-  hop.from_url = url_;
-  hop.to_url = to->url();
-  hop.to_host = to->host;
-  hop.to_port = to->port;
-  if (endpoint_ != nullptr && rule_ != nullptr && policy::redirect_allowed(*endpoint_, to->host)) {
-    hop.grant_rule = rule_->name;
-    hop.grant_allowed_ips = endpoint_->allowed_ips;
-  }
-  hop.at = RedirectMemory::Clock::now();
-  log::debug("[S{}] {} redirects {} to {}{}", id_, status, url_, hop.to_url,
-             hop.grant_rule.empty() ? "" : " (granted by `redirects:`)");
-  server_.redirects().record(std::move(hop));
 }
 
 void Session::decide_and_go() {
@@ -526,93 +466,6 @@ void Session::decide_and_go() {
   server_.access_log().write(record);
 
   go_upstream();
-}
-
-bool Session::digest_needed(const policy::Decision& decision) const {
-  return (decision.binary != nullptr && !decision.binary->sha256.empty()) ||
-         server_.trusted_digests() != nullptr;
-}
-
-std::optional<std::string> Session::digest_refusal(const policy::Decision& decision) {
-  const std::string& exe = identity_->value().exe;
-  const std::string& actual = *exe_sha256_;
-  if (decision.binary != nullptr && !decision.binary->sha256.empty()) {
-    if (actual == decision.binary->sha256) return std::nullopt;
-    return fmt::format("binary '{}' has sha256 {}, but policy '{}' pins sha256 {} for it ({}:{})", exe,
-                       actual, decision.rule->name, decision.binary->sha256, decision.binary->where.file,
-                       decision.binary->where.line);
-  }
-  TrustedDigests* trusted = server_.trusted_digests();
-  if (trusted == nullptr) return std::nullopt;
-  if (const auto recorded = trusted->recorded(exe)) {
-    if (*recorded == actual) return std::nullopt;
-    return fmt::format("binary '{}' has sha256 {}, but sha256 {} was trusted for it on first use ({})", exe,
-                       actual, *recorded, trusted->path());
-  }
-  if (exe.find('\n') != std::string::npos)
-    return std::string("an executable path with a newline cannot be trusted");
-  if (!trusted->record(exe, actual)) {
-    log::error("cannot append to {}: {}", trusted->path(), std::strerror(errno));
-  }
-  log::info("[S{}] trusting {} with sha256 {} from now on (first use)", id_, exe, actual);
-  return std::nullopt;
-}
-
-void Session::on_digest(Result<ExeDigest, std::string> result) {
-  if (phase_ != Phase::Verifying) return;
-  const auto& who = identity_->value();
-  if (!result) return deny(fmt::format("cannot verify {}: {}", who.exe, result.error()), {}, "deny");
-  const auto holder = std::find_if(who.holders.begin(), who.holders.end(),
-                                   [&who](const procid::PeerProcess& p) { return p.pid == who.pid; });
-  if (holder == who.holders.end() || holder->start_time != result->start_time) {
-    return deny(fmt::format("process {} is no longer {} (its pid was reused before the executable could be "
-                            "verified)",
-                            who.pid, who.exe),
-                {}, "deny");
-  }
-  log::debug("[S{}] {} has sha256 {} ({})", id_, who.exe, result->sha256,
-             result->cached ? "cached" : "hashed");
-  exe_sha256_ = std::move(result->sha256);
-  decide_and_go();
-}
-
-// A CONNECT to a host only a redirect grant covers may open (its requests are checked one by one), and
-// a request for exactly a granted URL may go; everything else stays denied.
-bool Session::allow_by_redirect_grant() {
-  const auto* who = caller();
-  if (who == nullptr) return false;
-  auto& redirects = server_.redirects();
-  const auto now = RedirectMemory::Clock::now();
-  std::string grant_rule;
-  std::string reason;
-  const RedirectHop* grant = nullptr;
-  if (is_connect_) {
-    grant = redirects.grant_into(who->pid, target_.host, target_.port, now);
-    if (grant == nullptr) return false;
-    grant_rule = "redirect grant";
-    reason = fmt::format("a redirect granted {} a fetch from {}; only that URL may be requested", who->exe,
-                         target_.authority());
-  } else {
-    grant = redirects.grant_for(who->pid, client_parser_->head().method, url_, now);
-    if (grant == nullptr) return false;
-    grant_rule = grant->grant_rule;
-    reason = fmt::format("redirect-scoped grant of rule '{}': {} from {} {}", grant->grant_rule,
-                         grant->status, grant->method, grant->from_url);
-  }
-  destination_ = {grant->grant_rule, false, std::nullopt, grant->grant_allowed_ips};
-  policy_ = server_.policy();
-  rule_ = nullptr;
-  endpoint_ = nullptr;
-  by_redirect_grant_ = true;
-  log::info("[S{}] ALLOW {} -> {} {} [{}]", id_, caller_text(), client_parser_->head().method,
-            is_connect_ ? target_.authority() : url_, reason);
-  DecisionRecord record = record_for("allow");
-  record.rule = grant_rule;
-  record.reason = reason;
-  record.redirect_chain_json = redirect_chain_json(redirect_chain());
-  server_.access_log().write(record);
-  go_upstream();
-  return true;
 }
 
 void Session::go_upstream() {

@@ -1,11 +1,15 @@
 // Process settings from the command line: where to listen, which policy, logs, timeouts. Never part of
-// the policy. Validated in main.cpp before anything starts.
+// the policy. Parsed and validated (settings.cpp) before anything starts.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.h"
 
 namespace egressd::proxy {
 
@@ -32,5 +36,8 @@ struct Settings {
   uint64_t max_connections = 4096;             // client connections open at once; past it, 503
   uint64_t max_connections_per_binary = 1024;  // of those, from one executable
 };
+
+// `egressd run` flags -> Settings; an error names the flag at fault.
+Result<Settings, std::string> parse_run_flags(const std::vector<std::string_view>& args);
 
 }  // namespace egressd::proxy

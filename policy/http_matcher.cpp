@@ -443,7 +443,8 @@ HttpDecision decide_http(const Rule& rule, const Endpoint& endpoint, std::string
                         std::move(reason)};
   }
   HttpDecision decision = decide_rest(rule, endpoint, host, port, request);
-  if (decision.verdict == Verdict::Deny && endpoint.enforcement == Enforcement::Audit) {
+  if (decision.verdict == Verdict::Deny &&
+      (endpoint.enforcement == Enforcement::Audit || rule.mode == Enforcement::Audit)) {
     decision.verdict = Verdict::Allow;  // audit: let it through, and say what enforce would have done
     decision.audited = true;
   }

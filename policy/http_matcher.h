@@ -21,11 +21,12 @@ struct HttpRequestView {
 
 struct HttpDecision {
   Verdict verdict = Verdict::Deny;  // in audit mode a would-be deny is Allow with `audited` set
-  bool audited = false;             // `enforcement: audit` and the request would have been denied
-  std::string rule;                 // what decided: "access: read-only", "allow GET /repos/**",
-                                    // "deny_rules[0] DELETE /repos/**", "no allow rule matched", ...
-  std::string reason;               // a sentence for the 403 body and the logs, word for word; it names the
-                                    // rule, method, path and host:port, and never the query's values
+  bool audited = false;  // the request would have been denied, and the endpoint's `enforcement: audit` or
+                         // the rule's mode (its own `mode`, else the policy's) is audit
+  std::string rule;      // what decided: "access: read-only", "allow GET /repos/**",
+                         // "deny_rules[0] DELETE /repos/**", "no allow rule matched", ...
+  std::string reason;    // a sentence for the 403 body and the logs, word for word; it names the
+                         // rule, method, path and host:port, and never the query's values
 };
 
 // Decides one request on a connection that decide() allowed: `rule` and `endpoint` are that Decision's
@@ -33,6 +34,7 @@ struct HttpDecision {
 // appear only in the reason. An endpoint without `protocol: rest` is not inspected: always Allow.
 // Otherwise the request is allowed when (its `access` preset allows the method, or one of its `rules`
 // matches) and none of its `deny_rules` matches; a path that normalize_request_path() refuses is denied.
+// In audit (the endpoint's `enforcement`, or the rule's mode), a would-be deny is Allow with `audited`.
 HttpDecision decide_http(const Rule& rule, const Endpoint& endpoint, std::string_view host, uint16_t port,
                          const HttpRequestView& request);
 

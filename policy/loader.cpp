@@ -18,11 +18,15 @@ namespace egressd::policy {
 namespace {
 
 constexpr std::string_view kAnyBinaryHint = "use { path: \"/**\" } to allow any binary";
+// What `mode: audit` never lets through: these are attacks or faults, not gaps in the policy.
+constexpr std::string_view kAuditStillEnforced =
+    "destination safety (SSRF), connection limits, malformed requests, unidentified callers and binary "
+    "digests are still enforced";
 
-constexpr std::string_view kTopLevelKeys[] = {"version", "network_policies", "filesystem_policy", "landlock",
-                                              "process"};
+constexpr std::string_view kTopLevelKeys[] = {"version",           "mode",     "network_policies",
+                                              "filesystem_policy", "landlock", "process"};
 constexpr std::string_view kUnenforcedSections[] = {"filesystem_policy", "landlock", "process"};
-constexpr std::string_view kRuleKeys[] = {"name", "endpoints", "binaries"};
+constexpr std::string_view kRuleKeys[] = {"name", "mode", "endpoints", "binaries"};
 constexpr std::string_view kEndpointKeys[] = {"host",       "port",        "ports",    "protocol",
                                               "tls",        "enforcement", "access",   "rules",
                                               "deny_rules", "allowed_ips", "redirects"};
@@ -317,6 +321,15 @@ void Loader::load(const std::string& text) {
            quoted(section) + " is not enforced by egressd (accepted for OpenShell compatibility)");
     }
   }
+  if (const Entry* mode = find(top, "mode")) {
+    policy_.mode = choice_of(*mode, kEnforcements).value_or(Enforcement::Enforce);
+    if (policy_.mode == Enforcement::Audit) {
+      warn(mode->key_mark,
+           "mode: audit: every connection and request this policy would deny is allowed and "
+           "logged with would_deny: true; " +
+               std::string(kAuditStillEnforced));
+    }
+  }
   const Entry* network = find(top, "network_policies");
   if (network == nullptr || network->value.IsNull() ||
       (network->value.IsMap() && network->value.size() == 0)) {
@@ -370,6 +383,16 @@ std::optional<Rule> Loader::load_rule(const Entry& entry) {
     }
   } else if (entry.key.empty()) {
     fail(entry.key_mark, "a rule key must not be empty");
+  }
+  rule.mode = policy_.mode;
+  if (const Entry* mode = find(fields, "mode")) {
+    rule.mode = choice_of(*mode, kEnforcements).value_or(Enforcement::Enforce);
+    if (rule.mode == Enforcement::Audit) {
+      warn(mode->key_mark, "mode: audit: rule " + quoted(rule.name) +
+                               " lets its binaries through wherever the policy would deny them, logging each "
+                               "with would_deny: true; " +
+                               std::string(kAuditStillEnforced));
+    }
   }
   const auto same_name = [&rule](const auto& used) { return used.first == rule.name; };
   if (auto first = std::find_if(rule_names_.begin(), rule_names_.end(), same_name);

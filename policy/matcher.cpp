@@ -155,10 +155,35 @@ bool binary_matches(const BinaryPattern& pattern, const Caller& caller) {
       [&pattern](const std::string& ancestor) { return exact_binary_matches(pattern, ancestor); });
 }
 
+namespace {
+
+// A denial audit mode lets through: attributed to the first rule in audit mode listing the caller; else,
+// when no rule lists the caller at all, the policy's own mode decides.
+void apply_audit(const Policy& policy, const Caller& caller, Decision& decision) {
+  if (caller.exe.empty()) return;  // an unidentified caller is a fault, never a gap in the policy
+  bool listed = false;
+  for (const Rule& rule : policy.rules) {
+    const auto binary =
+        std::find_if(rule.binaries.begin(), rule.binaries.end(),
+                     [&caller](const BinaryPattern& entry) { return binary_matches(entry, caller); });
+    if (binary == rule.binaries.end()) continue;
+    listed = true;
+    if (rule.mode != Enforcement::Audit) continue;
+    decision.audited = true;
+    decision.audit_rule = &rule;
+    decision.audit_binary = &*binary;
+    return;
+  }
+  decision.audited = !listed && policy.mode == Enforcement::Audit;
+}
+
+}  // namespace
+
 Decision decide(const Policy& policy, const EgressRequest& request) {
   Decision decision;
   if (policy.rules.empty()) {
     decision.reason = "network connections not allowed by policy (it has no network_policies)";
+    apply_audit(policy, request.caller, decision);
     return decision;
   }
   for (const Rule& rule : policy.rules) {
@@ -183,7 +208,21 @@ Decision decide(const Policy& policy, const EgressRequest& request) {
       decision.rules_considered.empty()
           ? "endpoint " + format_host_port(request.host, request.port) + " is not allowed by any policy"
           : binary_denied_reason(request.caller, decision.rules_considered);
+  apply_audit(policy, request.caller, decision);
   return decision;
+}
+
+std::string describe_modes(const Policy& policy) {
+  const bool audit = policy.mode == Enforcement::Audit;
+  std::vector<std::string> others;  // rules in the other mode
+  for (const Rule& rule : policy.rules) {
+    if (rule.mode != policy.mode) others.push_back(rule.name);
+  }
+  std::string out = audit ? "audit" : "enforce";
+  if (others.empty()) return out;
+  out += std::string(" (") + (audit ? "enforce: " : "audit: ") + (others.size() == 1 ? "rule " : "rules ");
+  for (std::size_t i = 0; i < others.size(); ++i) out += (i == 0 ? "'" : ", '") + others[i] + "'";
+  return out + ")";
 }
 
 }  // namespace egressd::policy

@@ -34,11 +34,27 @@ struct Decision {
       nullptr;         // the allowing binary entry; its `sha256`, if any, is still to check
   std::string reason;  // a sentence for the 403 body and the deny log, word for word
   std::vector<std::string> rules_considered;  // names of rules whose endpoint matched host:port
+
+  // A would-be denial that audit mode lets through: `verdict` stays Deny (so code that does not look
+  // here still denies; rule, endpoint and binary stay null), `reason` says what enforce would have said.
+  bool audited = false;
+  // The rule in audit mode that lists the caller (the first in file order), to which the would-be denial
+  // is attributed; null when only the policy's `mode: audit` applies (no rule lists the caller).
+  const Rule* audit_rule = nullptr;
+  // audit_rule's binary entry matching the caller; its `sha256`, if any, is still to check.
+  const BinaryPattern* audit_binary = nullptr;
 };
 
 // An endpoint matches when its host pattern matches request.host (a hostless endpoint: when request.host
 // is an IP literal inside its allowed_ips) and it lists request.port.
+// Audit: a denial is `audited` when a rule whose mode is Audit lists the caller's binary, or, when no
+// rule lists it, when the policy's mode is Audit. A rule in Enforce mode that lists the caller keeps it
+// denied under a policy in audit mode. A caller whose executable is unknown is never audited.
 Decision decide(const Policy& policy, const EgressRequest& request);
+
+// The policy's modes in a few words, for the console: "enforce", "audit", "enforce (audit: rules 'a',
+// 'b')", "audit (enforce: rule 'c')". Equal texts mean equal modes (a reload compares them).
+std::string describe_modes(const Policy& policy);
 
 // Whether a 3xx from `endpoint` may send its caller to `host` (lowercase or not; an IPv6 literal without
 // brackets): true when one of the endpoint's `redirects` patterns matches it, as `host` would.

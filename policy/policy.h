@@ -37,6 +37,8 @@ struct HttpRule {
 
 enum class Protocol { None, Rest, Websocket, Graphql, Mcp, JsonRpc, Sql, Tcp };
 enum class TlsMode { Auto, Skip };
+// `enforcement` of an endpoint's HTTP rules, and `mode` of a whole policy or of one rule (egressd's own
+// key): Audit lets through what the policy would deny, and the proxy logs it with would_deny.
 enum class Enforcement { Enforce, Audit };
 enum class Access { None, ReadOnly, ReadWrite, Full };
 
@@ -84,6 +86,9 @@ struct Rule {
   std::string name;  // `name:` if given, else the key; used in logs and reasons
   std::vector<Endpoint> endpoints;
   std::vector<BinaryPattern> binaries;
+  // In force for this rule: its own `mode`, else the policy's. Audit: what this rule's binaries would be
+  // denied (any host:port, and its endpoints' HTTP rules) is let through and logged (see decide()).
+  Enforcement mode = Enforcement::Enforce;
   SourceLocation where;
 };
 
@@ -93,6 +98,9 @@ struct LoadWarning {
 };
 
 struct Policy {
+  // The top-level `mode`. Audit: every denial decide() or decide_http() would give is let through and
+  // logged, except for the rules whose own `mode: enforce` keeps their binaries denied.
+  Enforcement mode = Enforcement::Enforce;
   std::vector<Rule> rules;  // in file order
   std::vector<LoadWarning> warnings;
   std::string source_path;  // the path it was loaded from ("<embedded>" or "<string>" otherwise)

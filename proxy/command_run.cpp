@@ -5,11 +5,13 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -21,6 +23,7 @@
 #include "proxy/decision_log.h"
 #include "proxy/embedded_policy.h"
 #include "proxy/policy_watcher.h"
+#include "proxy/sd_notify.h"
 #include "proxy/server.h"
 #include "proxy/settings.h"
 #include "proxy/uv_handle.h"
@@ -66,17 +69,19 @@ Result<void, std::string> write_ready_file(const std::string& path, const std::s
   return {};
 }
 
-// Signals, on the loop: SIGHUP reloads, SIGUSR1 reopens the decision logs, SIGTERM and SIGINT stop.
+// Signals, on the loop: SIGHUP reloads, SIGUSR1 reopens the decision logs, SIGTERM and SIGINT stop
+// (telling systemd first).
 class Signals {
  public:
   Signals(uv_loop_t* loop, Server& server, PolicyWatcher* watcher, bool has_policy_file,
-          DecisionLog& deny_log, DecisionLog& access_log)
+          DecisionLog& deny_log, DecisionLog& access_log, SystemdNotifier& notifier)
       : loop_(loop),
         server_(server),
         watcher_(watcher),
         has_policy_file_(has_policy_file),
         deny_log_(deny_log),
-        access_log_(access_log) {}
+        access_log_(access_log),
+        notifier_(notifier) {}
 
   Result<void, std::string> start() {
     for (auto [handle, signum] :
@@ -119,7 +124,9 @@ class Signals {
       if (reopened) log::info("reopened decision logs on SIGUSR1");
       return;
     }
-    log::info("{}: stopping", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    const char* name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    log::info("{}: stopping", name);
+    notifier_.stopping(name);
     if (watcher_ != nullptr) watcher_->stop();
     server_.stop();
     stop();
@@ -140,6 +147,7 @@ class Signals {
   bool has_policy_file_;
   DecisionLog& deny_log_;
   DecisionLog& access_log_;
+  SystemdNotifier& notifier_;
   UvHandle<uv_signal_t> hup_;
   UvHandle<uv_signal_t> usr1_;
   UvHandle<uv_signal_t> term_;
@@ -148,6 +156,7 @@ class Signals {
 
 int run(const Settings& settings) {
   log::init_console();
+  if (!settings.config_path.empty()) log::info("settings from {} and the command line", settings.config_path);
   if (!log::set_level(settings.log_level)) {
     log::error("unknown --log-level '{}'", settings.log_level);
     return 2;
@@ -202,9 +211,13 @@ int run(const Settings& settings) {
     return 1;
   }
   int status = 0;
+  // Type=notify: READY=1 once listening, RELOADING=1/READY=1 around reloads, STOPPING=1 (no-op outside
+  // systemd).
+  SystemdNotifier notifier = SystemdNotifier::from_environment();
   {
     Server server(&loop, settings, store, deny_log, access_log, procid::identify_peer, interception,
                   redirects);
+    server.set_reload_observer(&notifier);
     std::unique_ptr<PolicyWatcher> watcher;
     auto fail = [&status](const std::string& message) {
       log::error("{}", message);
@@ -215,7 +228,8 @@ int run(const Settings& settings) {
       watcher = std::make_unique<PolicyWatcher>(&loop, *settings.policy_path, server);
       if (auto watching = watcher->start(); !watching) fail(watching.error());
     }
-    Signals signals(&loop, server, watcher.get(), settings.policy_path.has_value(), deny_log, access_log);
+    Signals signals(&loop, server, watcher.get(), settings.policy_path.has_value(), deny_log, access_log,
+                    notifier);
     if (status == 0) {
       if (auto started = signals.start(); !started) fail(started.error());
     }
@@ -228,6 +242,7 @@ int run(const Settings& settings) {
       log::info("egressd listening on {}; policy hash={} rules={} from {}{}", address, snapshot->source_hash,
                 snapshot->rules.size(), snapshot->source_path,
                 settings.policy_path && settings.watch_policy ? " (watched for changes)" : "");
+      notifier.ready(address, *snapshot);  // after the ready file: both mean "accepting connections"
     } else {
       if (watcher) watcher->stop();
       signals.stop();
@@ -248,7 +263,14 @@ int run(const Settings& settings) {
 int command_run(const Args& args) {
   auto settings = parse_run_flags(args);
   if (!settings) {
-    std::fprintf(stderr, "egressd run: %s\n(egressd help lists the options)\n", settings.error().c_str());
+    // One line per error (a config file may have several), each FILE:LINE:COL: or naming its flag.
+    std::string_view errors = settings.error();
+    while (!errors.empty()) {
+      const size_t end = std::min(errors.find('\n'), errors.size());
+      std::fprintf(stderr, "egressd run: %.*s\n", static_cast<int>(end), errors.data());
+      errors.remove_prefix(std::min(end + 1, errors.size()));
+    }
+    std::fputs("(egressd help lists the options)\n", stderr);
     return 2;
   }
   return run(*settings);

@@ -1,10 +1,12 @@
 #include "proxy/decision_log.h"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <cstring>
 #include <string_view>
@@ -47,12 +49,18 @@ std::string format_decision(const DecisionRecord& r) {
   }
   json.field(field::kMethod, r.method).field(field::kHost, r.host).field(field::kPort, int64_t{r.port});
   if (!r.url.empty()) json.field(field::kUrl, r.url);
-  if (r.event == "allow" || !r.rule.empty()) json.field(field::kRule, r.rule);
+  if (r.event == "allow" && r.rule.empty() && r.would_deny) {
+    json.null_field(field::kRule);  // only the policy's mode let it through, no rule
+  } else if (r.event == "allow" || !r.rule.empty()) {
+    json.field(field::kRule, r.rule);
+  }
   if (!r.http_rule.empty()) json.field(field::kHttpRule, r.http_rule);
   if (r.event != "allow") json.field(field::kRulesConsidered, r.rules_considered);
   if (!r.redirect_chain_json.empty()) json.raw_field(field::kRedirectedBy, r.redirect_chain_json);
   if (!r.engine.empty()) json.field(field::kEngine, r.engine).field(field::kAddresses, r.addresses);
-  json.field(field::kReason, r.reason).field(field::kPolicyHash, r.policy_hash);
+  json.field(field::kReason, r.reason);
+  if (r.would_deny) json.raw_field(field::kWouldDeny, "true").field(field::kMode, "audit");
+  json.field(field::kPolicyHash, r.policy_hash);
   return json.str();
 }
 
@@ -83,12 +91,39 @@ struct OpenedFile {
   UniqueFd fd;
   dev_t dev = 0;
   ino_t ino = 0;
+  bool socket = false;
 };
 
+// The descriptor a path such as /dev/stdout or /proc/self/fd/2 names, or -1 for any other path.
+int standard_stream_fd(const std::string& path) {
+  if (path == "/dev/stdout") return STDOUT_FILENO;
+  if (path == "/dev/stderr") return STDERR_FILENO;
+  for (const std::string_view prefix : {"/dev/fd/", "/proc/self/fd/"}) {
+    if (!path.starts_with(prefix)) continue;
+    int fd = -1;
+    const char* digits = path.data() + prefix.size();
+    const auto [end, ec] = std::from_chars(digits, path.data() + path.size(), fd);
+    if (ec == std::errc() && end == path.data() + path.size() && fd >= 0) return fd;
+  }
+  return -1;
+}
+
 // O_NONBLOCK: a FIFO or pipe whose reader is slow must not stall the loop; when it is full the line is
-// dropped (EAGAIN) like any other failed write. It changes nothing for a regular file.
+// dropped (EAGAIN) like any other failed write. It changes nothing for a regular file. A standard stream
+// that is a socket (systemd's StandardOutput=journal) cannot be opened by path (ENXIO): its descriptor is
+// duplicated instead, and written with send(MSG_DONTWAIT), which does not block either.
 Result<OpenedFile, std::string> open_for_append(const std::string& path) {
   UniqueFd fd(::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NONBLOCK, 0640));
+  if (!fd && errno == ENXIO) {
+    struct stat st {};
+    if (const int stream = standard_stream_fd(path);
+        stream >= 0 && ::fstat(stream, &st) == 0 && S_ISSOCK(st.st_mode)) {
+      UniqueFd dup(::fcntl(stream, F_DUPFD_CLOEXEC, 3));
+      if (!dup) return unexpected(fmt::format("cannot duplicate {}: {}", path, std::strerror(errno)));
+      return OpenedFile{std::move(dup), st.st_dev, st.st_ino, true};
+    }
+    errno = ENXIO;
+  }
   if (!fd) return unexpected(fmt::format("cannot open {}: {}", path, std::strerror(errno)));
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0)
@@ -106,6 +141,7 @@ Result<void, std::string> DecisionLog::open(const std::string& path) {
   auto opened = open_for_append(path);
   if (!opened) return unexpected(std::move(opened).error());
   fd_ = std::move(opened->fd);
+  socket_ = opened->socket;
   dev_ = opened->dev;
   ino_ = opened->ino;
   path_ = path;
@@ -154,7 +190,8 @@ void DecisionLog::append(const std::string& line) {
   // One write(2) per line on an O_APPEND file: lines never interleave, and a short write is seen.
   ssize_t n = 0;
   do {
-    n = ::write(fd_.get(), line.data(), line.size());
+    n = socket_ ? ::send(fd_.get(), line.data(), line.size(), MSG_DONTWAIT | MSG_NOSIGNAL)
+                : ::write(fd_.get(), line.data(), line.size());
   } while (n < 0 && errno == EINTR);
   const int write_errno = errno;
   if (n == static_cast<ssize_t>(line.size())) {

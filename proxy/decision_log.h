@@ -19,7 +19,8 @@ namespace egressd::proxy {
 
 namespace field {
 inline constexpr const char* kTime = "time";
-inline constexpr const char* kEvent = "event";  // "deny", "revoked", "audit" (deny log); "allow" (access log)
+// "deny", "revoked", "limit", "audit" (deny log; "audit" lines have would_deny); "allow" (access log)
+inline constexpr const char* kEvent = "event";
 inline constexpr const char* kSession = "session";
 inline constexpr const char* kClient = "client";
 inline constexpr const char* kBinary = "binary";
@@ -31,7 +32,9 @@ inline constexpr const char* kHost = "host";
 inline constexpr const char* kPort = "port";
 inline constexpr const char* kUrl = "url";
 inline constexpr const char* kRulesConsidered = "rules_considered";
-inline constexpr const char* kRule = "rule";  // the network_policies entry that allowed (or refused, L7)
+// The network_policies entry that allowed (or refused, L7); with would_deny, the rule in audit mode
+// that let it through (absent, or null in the access log, when only the policy's mode did).
+inline constexpr const char* kRule = "rule";
 inline constexpr const char* kHttpRule =
     "http_rule";  // protocol: rest: which access/rule decided the request
 inline constexpr const char* kRedirectedBy =
@@ -39,6 +42,9 @@ inline constexpr const char* kRedirectedBy =
 inline constexpr const char* kEngine = "engine";        // "ssrf": the name was allowed, its address was not
 inline constexpr const char* kAddresses = "addresses";  // what the name resolved to (engine "ssrf")
 inline constexpr const char* kReason = "reason";
+// Only on what audit mode let through although the policy would deny it: would_deny true, mode "audit".
+inline constexpr const char* kWouldDeny = "would_deny";
+inline constexpr const char* kMode = "mode";
 inline constexpr const char* kPolicyHash = "policy_hash";
 }  // namespace field
 
@@ -58,6 +64,7 @@ struct DecisionRecord {
   std::string engine;                  // which check refused when it is not the policy's rules: "ssrf"
   std::vector<std::string> addresses;  // engine "ssrf": every address the host resolved to
   std::string reason;
+  bool would_deny = false;  // audit mode let it through although the policy would deny it
   std::string policy_hash;
 };
 
@@ -105,6 +112,7 @@ class DecisionLog {
   ~DecisionLog();
 
   // Opens FILE for appending (mode 0640, created if missing; non-blocking, so a FIFO needs a reader).
+  // /dev/stdout, /dev/stderr and /dev/fd/N work whether the stream is a file, a pipe or a socket.
   // Without a file, write() does nothing.
   Result<void, std::string> open(const std::string& path);
   // Closes the file and opens its path again, creating it if missing (SIGUSR1, after an external
@@ -127,6 +135,7 @@ class DecisionLog {
   ino_t ino_ = 0;
   DropReport drops_;
   DropReport::Clock::time_point next_reopen_warning_{};
+  bool socket_ = false;    // a standard stream that is a socket: written with send(MSG_DONTWAIT)
   bool line_cut_ = false;  // a short write left a partial line behind: start the next on a new line
 };
 

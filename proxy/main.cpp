@@ -16,7 +16,9 @@ constexpr std::string_view kUsage = R"(usage:
                              create a CA for TLS termination in DIR and print how clients trust it
   egressd version
 
-run options:
+run options (a flag overrides the same setting in the --config file):
+  --config FILE              read the settings below from a YAML file (/etc/egressd/egressd.yaml; keys
+                             listen, policy, deny_log, ..., timeouts: {head_ms, ...}, limits: {...})
   --listen ADDR:PORT         where to listen (IPv6 as [::1]:3128; port 0 picks a free port)
   --policy FILE              the policy (OpenShell network_policies YAML); reloaded when it changes
   --deny-log FILE            deny decisions as JSON lines (also on the console log)
@@ -24,6 +26,7 @@ run options:
   --resolve HOST=ADDR        dial ADDR for HOST instead of asking DNS (repeatable)
   --no-watch                 reload only on SIGHUP, not when the file changes
   --ready-file FILE          write the listening address here once ready
+  --metrics ADDR:PORT        serve Prometheus /metrics and /healthz there (never reachable through the proxy)
   --ca-cert FILE --ca-key FILE
                              the CA that signs certificates for terminated TLS (PEM; the key mode 0600)
   --state-dir DIR            without --ca-cert: the CA is DIR/ca/ca.pem, generated on first run

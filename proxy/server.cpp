@@ -26,7 +26,15 @@ Server::Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& p
       access_log_(access_log),
       identify_(std::move(identify)),
       interception_(interception),
-      redirects_(redirects) {}
+      redirects_(redirects) {
+  note_policy_loaded();
+}
+
+void Server::note_policy_loaded() {
+  timespec now{};
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  policy_loaded_at_ = static_cast<double>(now.tv_sec) + static_cast<double>(now.tv_nsec) / 1e9;
+}
 
 Server::~Server() = default;
 
@@ -59,7 +67,58 @@ Result<void, std::string> Server::listen() {
   if (int err = reaper_.init(this, [this](uv_check_t* h) { return uv_check_init(loop_, h); }); err != 0) {
     return unexpected(fmt::format("uv_check_init: {}", uv_strerror(err)));
   }
+  if (settings_.metrics_host) {
+    metrics_server_ = std::make_unique<MetricsServer>(
+        loop_, [this] { return render_metrics(); },
+        [this]() -> std::optional<std::string> {
+          if (stopping_) return "stopping";
+          return std::nullopt;
+        });
+    if (auto listening = metrics_server_->listen(*settings_.metrics_host, settings_.metrics_port);
+        !listening) {
+      return listening;
+    }
+    log::info("metrics on http://{}/metrics, health on /healthz", metrics_address());
+  }
   return {};
+}
+
+std::string Server::metrics_address() const {
+  if (!metrics_server_) return {};
+  const auto bound = metrics_server_->bound();
+  return bound ? endpoint_text(*bound) : std::string();
+}
+
+std::string Server::render_metrics() const {
+  Metrics::Gauges gauges;
+  for (const auto& [id, session] : sessions_) {
+    switch (session->phase()) {
+      case Session::Phase::ReadingHead:
+      case Session::Phase::Identifying:
+      case Session::Phase::Verifying:
+        ++gauges.connections_deciding;
+        break;
+      case Session::Phase::Draining:
+      case Session::Phase::Closed:
+        ++gauges.connections_closing;
+        break;
+      default:
+        ++gauges.connections_allowed;
+        break;
+    }
+    gauges.live_bytes_up += session->bytes_up();
+    gauges.live_bytes_down += session->bytes_down();
+  }
+  const auto& leaves = interception_.leaves();
+  gauges.leaf_cache_entries = leaves.size();
+  gauges.leaf_cache_hits = leaves.hits();
+  gauges.leaf_cache_misses = leaves.misses();
+  const auto& snapshot = policies_.current();
+  gauges.policy_hash = snapshot->source_hash;
+  gauges.policy_source = snapshot->source_path;
+  gauges.policy_rules = snapshot->rules.size();
+  gauges.policy_loaded_at = policy_loaded_at_;
+  return metrics_.render(gauges);
 }
 
 std::string Server::bound_address() const {
@@ -71,10 +130,21 @@ std::string Server::bound_address() const {
 }
 
 bool Server::is_own_listener(const sockaddr_storage& dest) const {
-  if (!listener_) return false;
-  sockaddr_storage own{};
-  int len = sizeof own;
-  if (uv_tcp_getsockname(listener_.get(), reinterpret_cast<sockaddr*>(&own), &len) != 0) return false;
+  for (const UvHandle<uv_tcp_t>* listener : {&listener_}) {
+    sockaddr_storage own{};
+    int len = sizeof own;
+    if (*listener && uv_tcp_getsockname(listener->get(), reinterpret_cast<sockaddr*>(&own), &len) == 0 &&
+        reaches(own, dest)) {
+      return true;
+    }
+  }
+  if (metrics_server_) {
+    if (const auto own = metrics_server_->bound(); own && reaches(*own, dest)) return true;
+  }
+  return false;
+}
+
+bool Server::reaches(const sockaddr_storage& own, const sockaddr_storage& dest) {
   if (port_of(own) != port_of(dest)) return false;
   const policy::IpAddress listening = policy::classify_address(policy_ip(own)).effective;
   const policy::AddressClassification to = policy::classify_address(policy_ip(dest));
@@ -130,6 +200,7 @@ void Server::on_connection(int status) {
     uv_check_start(reaper_.get(), &Server::uv_on_reap);
     return;
   }
+  metrics_.connection_accepted();
   Session& live = *session;
   const size_t open = sessions_.size();
   const uint64_t fd_room = sessions_within_fd_limit();
@@ -203,15 +274,27 @@ void Server::uv_on_reap(uv_check_t* check) noexcept {
 }
 
 void Server::reload_policy() {
+  if (reload_observer_ != nullptr) reload_observer_->on_reload_started();
+  const uint64_t started_ns = uv_hrtime();
+  const std::string modes_before = policy::describe_modes(*policies_.current());
   const auto result = policies_.reload();
+  const double took = static_cast<double>(uv_hrtime() - started_ns) / 1e9;
+  metrics_.policy_reload(result.kind == policy::ReloadResult::Kind::Applied     ? "applied"
+                         : result.kind == policy::ReloadResult::Kind::Unchanged ? "unchanged"
+                                                                                : "rejected",
+                         took);
   switch (result.kind) {
     case policy::ReloadResult::Kind::Applied: {
+      note_policy_loaded();
       const auto& snapshot = policies_.current();
       log::info("policy reloaded: hash={} rules={} (from {})", result.hash, snapshot->rules.size(),
                 policies_.path());
       for (const auto& warning : snapshot->warnings) {
         log::warn("policy: {}:{}:{}: {}", warning.where.file, warning.where.line, warning.where.col,
                   warning.message);
+      }
+      if (const std::string modes = policy::describe_modes(*snapshot); modes != modes_before) {
+        log::warn("policy mode changed: {} -> {}", modes_before, modes);  // audit lets denials through
       }
       std::vector<SessionId> ids;
       ids.reserve(sessions_.size());
@@ -232,12 +315,14 @@ void Server::reload_policy() {
         log::error("policy: {}", result.errors[i].to_string());
       break;
   }
+  if (reload_observer_ != nullptr) reload_observer_->on_reload_finished(result, *policies_.current());
 }
 
 void Server::stop() {
   if (stopping_) return;
   stopping_ = true;
   listener_.close();
+  if (metrics_server_) metrics_server_->stop();
   std::vector<SessionId> ids;
   for (const auto& [id, session] : sessions_) ids.push_back(id);
   for (SessionId id : ids) {

@@ -17,8 +17,11 @@
 #include "proxy/decision_log.h"
 #include "proxy/exe_digest.h"
 #include "proxy/interception.h"
+#include "proxy/metrics.h"
+#include "proxy/metrics_server.h"
 #include "proxy/offloop.h"
 #include "proxy/redirect_memory.h"
+#include "proxy/reload_observer.h"
 #include "proxy/settings.h"
 #include "proxy/trusted_digests.h"
 #include "proxy/uv_handle.h"
@@ -35,11 +38,15 @@ class Server {
   Server& operator=(const Server&) = delete;
   ~Server();
 
+  // The proxy listener, and the --metrics one when settings ask for it.
   Result<void, std::string> listen();
-  std::string bound_address() const;  // "127.0.0.1:PORT" once listening ("[::1]:PORT" for v6)
+  std::string bound_address() const;    // "127.0.0.1:PORT" once listening ("[::1]:PORT" for v6)
+  std::string metrics_address() const;  // the same for --metrics; empty without it
 
   // Re-reads the policy file; on success re-checks every live session against the new snapshot.
   void reload_policy();
+  // Told when each reload starts and how it ended, from now on (null: nobody). Not owned.
+  void set_reload_observer(ReloadObserver* observer) { reload_observer_ = observer; }
   // Closes the listener and every session; the loop then runs down.
   void stop();
 
@@ -51,6 +58,8 @@ class Server {
   DecisionLog& access_log() { return access_log_; }
   Interception& interception() { return interception_; }
   RedirectMemory& redirects() { return redirects_; }
+  Metrics& metrics() { return metrics_; }
+  std::string render_metrics() const;  // the /metrics body
   Session* find(SessionId id);
   void on_identified(SessionId id, Result<procid::PeerIdentity, procid::LookupError> result);
   void on_digest(SessionId id, Result<ExeDigest, std::string> result);
@@ -62,8 +71,9 @@ class Server {
   // Connections per executable: true if `exe` may have one more (it is then counted until release).
   bool admit_binary(const std::string& exe);
   void release_binary(const std::string& exe);
-  // Whether `addr` (with its port) reaches egressd's own listener: the listening address itself, or, when
-  // listening on 0.0.0.0 or ::, any loopback or local interface address on that port.
+  // Whether `addr` (with its port) reaches one of egressd's own listeners (the proxy's, --metrics): the
+  // listening address itself, or, when listening on 0.0.0.0 or ::, any loopback or local interface
+  // address on that port.
   bool is_own_listener(const sockaddr_storage& addr) const;
   bool stopping() const { return stopping_; }
   uint64_t reloads_rejected() const { return reloads_rejected_; }  // since start: the last good stayed
@@ -79,6 +89,8 @@ class Server {
   static void uv_on_connection(uv_stream_t* listener, int status) noexcept;
   // How many sessions RLIMIT_NOFILE (read at every accept: it can change at run time) leaves room for.
   uint64_t sessions_within_fd_limit() const;
+  void note_policy_loaded();
+  static bool reaches(const sockaddr_storage& own, const sockaddr_storage& dest);
   static void uv_on_reap(uv_check_t* check) noexcept;
   void on_connection(int status);
 
@@ -92,15 +104,19 @@ class Server {
   RedirectMemory& redirects_;
   ExeDigests digests_;
   std::optional<TrustedDigests> trusted_;
+  Metrics metrics_;
+  double policy_loaded_at_ = 0;  // Unix time the policy in force was loaded
   UvHandle<uv_tcp_t> listener_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   UvHandle<uv_check_t> reaper_;
   std::unordered_map<std::string, size_t> per_binary_;  // before sessions_: their destructors release
   std::unordered_map<SessionId, std::unique_ptr<Session>> sessions_;
   std::vector<std::unique_ptr<Session>> retired_;
   SessionId next_id_ = 1;
   uint64_t reloads_rejected_ = 0;
-  uint64_t accept_failures_ = 0;           // accept errors since start (EMFILE, ENFILE, ENOMEM, ...)
-  uint64_t accept_failures_reported_ = 0;  // of those, how many a console line has already counted
+  ReloadObserver* reload_observer_ = nullptr;  // owned by command_run; may be null
+  uint64_t accept_failures_ = 0;               // accept errors since start (EMFILE, ENFILE, ENOMEM, ...)
+  uint64_t accept_failures_reported_ = 0;      // of those, how many a console line has already counted
   uint64_t last_accept_report_ms_ = 0;
   bool stopping_ = false;
 };

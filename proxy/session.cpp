@@ -63,6 +63,7 @@ Session::~Session() {
 
 void Session::refuse_at_capacity(const std::string& why) {
   log::warn("[S{}] 503 for {}: {}", id_, client_address_, why);
+  server_.metrics().connection_refused();
   respond_error({ErrorKind::TooManyConnections, Side::Proxy, why});
 }
 
@@ -120,6 +121,7 @@ void Session::transition_to(Phase next) {
 
 Result<procid::TcpTuple, std::string> Session::accept(uv_stream_t* listener) {
   uv_loop_t* loop = server_.loop();
+  accepted_ns_ = uv_hrtime();
   if (int rc = timer_.init(this, [loop](uv_timer_t* h) { return uv_timer_init(loop, h); }); rc != 0) {
     return unexpected(fmt::format("uv_timer_init: {}", uv_err_name(rc)));
   }
@@ -171,7 +173,7 @@ void Session::on_leg_data(LegId from, std::string_view bytes) {
                                 target_.authority(),
                                 by_redirect_grant_ ? "a redirect grant"
                                                    : fmt::format("rule '{}' (protocol: rest)", rule_->name)),
-                    {}, "deny");
+                    {}, "deny", DenyKind::Uninspectable);
       }
       start_tunnel({});
       bytes_down_ += bytes.size();
@@ -359,7 +361,7 @@ void Session::on_request_head() {
     if (host->host != tunnel_->host || host->port != tunnel_->port) {
       return deny(fmt::format("Host header '{}' does not match the CONNECT authority {} (domain fronting)",
                               host_header, tunnel_->authority()),
-                  {}, "deny");
+                  {}, "deny", DenyKind::Fronting);
     }
     return decide_and_go();
   }
@@ -393,13 +395,14 @@ DecisionRecord Session::record_for(const char* event) const {
 }
 
 void Session::decide_and_go() {
-  if (!identity_->has_value()) return deny(identity_->error().message(), {}, "deny");
+  if (!identity_->has_value()) return deny(identity_->error().message(), {}, "deny", DenyKind::CallerUnknown);
   const auto& who = identity_->value();
   if (admitted_exe_.empty()) {
     if (!server_.admit_binary(who.exe)) {
       const std::string why = fmt::format(
           "{} has {} connections open through egressd (--max-connections-per-binary {})", who.exe,
           server_.settings().max_connections_per_binary, server_.settings().max_connections_per_binary);
+      server_.metrics().denied("per_binary_limit", "limit");
       DecisionRecord record = record_for("limit");
       record.reason = why;
       server_.deny_log().write(record);
@@ -412,28 +415,37 @@ void Session::decide_and_go() {
   const auto decision = policy::decide(*snapshot, {policy_caller, target_.host, target_.port});
   if (decision.verdict == policy::Verdict::Deny) {
     if (allow_by_redirect_grant()) return;
-    return deny(decision.reason, decision.rules_considered, "deny");
+    if (!decision.audited) return deny(decision.reason, decision.rules_considered, "deny", DenyKind::NoRule);
   }
+  // Audit mode relaxes the policy, never a digest: an audited caller's executable is verified too.
+  const policy::Rule* deciding = decision.audited ? decision.audit_rule : decision.rule;
+  const std::vector<std::string> deciding_rules =
+      deciding != nullptr ? std::vector<std::string>{deciding->name} : decision.rules_considered;
   if (digest_needed(decision)) {
     if (!exe_sha256_) {
       transition_to(Phase::Verifying);
       arm_timer(kDigestTimeoutMs);
       log::debug("[S{}] verifying the executable of {}", id_, caller_text());
       if (int rc = queue_digest(server_.loop(), server_, id_, who.pid, server_.digests()); rc != 0) {
-        return deny(fmt::format("cannot verify {}: {}", who.exe, uv_strerror(rc)), {decision.rule->name},
-                    "deny");
+        return deny(fmt::format("cannot verify {}: {}", who.exe, uv_strerror(rc)), deciding_rules, "deny",
+                    DenyKind::BinaryDigest);
       }
       return;  // on_digest() decides again
     }
-    if (auto refused = digest_refusal(decision)) return deny(*refused, {decision.rule->name}, "deny");
+    if (auto refused = digest_refusal(decision))
+      return deny(*refused, deciding_rules, "deny", DenyKind::BinaryDigest);
   }
   policy_ = snapshot;
+  if (decision.verdict == policy::Verdict::Deny) return allow_by_audit(decision);
   rule_ = decision.rule;
   endpoint_ = decision.endpoint;
   by_redirect_grant_ = false;
+  allowed_by_audit_ = false;
   const auto scope = policy::DestinationScope::of(*rule_, *endpoint_);
   destination_ = {rule_->name, scope.exact_host, scope.named_ip, endpoint_->allowed_ips};
   std::string http_rule;
+  bool http_audited = false;  // the endpoint's HTTP rules would refuse this request; audit mode allows it
+  std::string http_reason;
   if (!is_connect_) {
     const auto& path_and_query = target_.origin_form;
     const auto question = path_and_query.find('?');
@@ -445,24 +457,20 @@ void Session::decide_and_go() {
     const auto http =
         policy::decide_http(*rule_, *endpoint_, target_.host, target_.port, {method, path, query});
     if (http.verdict == policy::Verdict::Deny) return refuse_request(*rule_, http.rule, http.reason);
-    if (http.audited) {
-      log::info("[S{}] AUDIT {} -> {} {} [policy:{}] would be denied: {}", id_, caller_text(), method, url_,
-                rule_->name, http.reason);
-      DecisionRecord audit = record_for("audit");
-      audit.rule = rule_->name;
-      audit.http_rule = http.rule;
-      audit.reason = http.reason;
-      server_.deny_log().write(audit);
-    }
+    if (http.audited) log_would_deny(rule_->name, http.rule, http.reason, {rule_->name}, "denied");
     http_rule = http.rule;
+    http_audited = http.audited;
+    http_reason = http.reason;
   }
 
   log::info("[S{}] ALLOW {} -> {} {} [policy:{}]", id_, caller_text(), client_parser_->head().method,
             is_connect_ ? target_.authority() : url_, rule_->name);
+  server_.metrics().allowed();
   DecisionRecord record = record_for("allow");
   record.rule = rule_->name;
   record.http_rule = http_rule;
-  record.reason = decision.reason;
+  record.reason = http_audited ? http_reason : decision.reason;
+  record.would_deny = http_audited;
   server_.access_log().write(record);
 
   go_upstream();
@@ -485,8 +493,53 @@ void Session::go_upstream() {
   start_resolve();
 }
 
+const char* Session::deny_reason(DenyKind kind) {
+  switch (kind) {
+    case DenyKind::NoRule:
+      return "no_rule";
+    case DenyKind::Revoked:
+      return "revoked";
+    case DenyKind::CallerUnknown:
+      return "caller_unknown";
+    case DenyKind::BinaryDigest:
+      return "binary_digest";
+    case DenyKind::PidReused:
+      return "pid_reused";
+    case DenyKind::Destination:
+      return "destination";
+    case DenyKind::OwnListener:
+      return "own_listener";
+    case DenyKind::Fronting:
+      return "domain_fronting";
+    case DenyKind::Uninspectable:
+      return "uninspectable";
+  }
+  return "unknown";
+}
+
+const char* Session::deny_engine(DenyKind kind) {
+  switch (kind) {
+    case DenyKind::NoRule:
+    case DenyKind::Revoked:
+      return "policy";
+    case DenyKind::CallerUnknown:
+    case DenyKind::BinaryDigest:
+    case DenyKind::PidReused:
+      return "identity";
+    case DenyKind::Destination:
+    case DenyKind::OwnListener:
+      return "ssrf";
+    case DenyKind::Fronting:
+    case DenyKind::Uninspectable:
+      return "protocol";
+  }
+  return "unknown";
+}
+
 void Session::deny(const std::string& reason, const std::vector<std::string>& rules_considered,
-                   const char* event, DenyBy by) {
+                   const char* event, DenyKind kind) {
+  const bool by_destination = kind == DenyKind::Destination || kind == DenyKind::OwnListener;
+  server_.metrics().denied(deny_reason(kind), deny_engine(kind));
   const MessageHead& head = client_parser_->head();
   const auto* who = caller();
   log::info("[S{}] {} {} -> {} {} [reason:{}]", id_,
@@ -495,7 +548,7 @@ void Session::deny(const std::string& reason, const std::vector<std::string>& ru
   DecisionRecord record = record_for(event);
   record.rules_considered = rules_considered;
   record.reason = reason;
-  if (by == DenyBy::Destination) {
+  if (by_destination) {
     record.engine = "ssrf";
     for (const sockaddr_storage& addr : addresses_) record.addresses.push_back(ip_text(addr));
   }
@@ -510,9 +563,9 @@ void Session::deny(const std::string& reason, const std::vector<std::string>& ru
     return finish("revoked");  // bytes already flow (or the 200 was sent): the only safe answer is to close
   }
   DenyDetails details;
-  if (by == DenyBy::Destination) details.error = "ssrf_denied";
-  const char* why = by == DenyBy::Destination ? "refused: its address is not one egressd may dial"
-                                              : "not permitted by policy";
+  if (by_destination) details.error = "ssrf_denied";
+  const char* why =
+      by_destination ? "refused: its address is not one egressd may dial" : "not permitted by policy";
   details.detail = is_connect_ ? fmt::format("CONNECT {} {}", target_.authority(), why)
                                : fmt::format("{} {} {}", head.method, url_, why);
   if (std::string_view(event) == "revoked") details.detail += " (the policy changed)";
@@ -535,6 +588,7 @@ void Session::refuse_request(const policy::Rule& rule, const std::string& http_r
   const MessageHead& head = client_parser_->head();
   log::info("[S{}] DENY {} -> {} {} [policy:{} rule:{}] {}", id_, caller_text(), head.method, url_, rule.name,
             http_rule, reason);
+  server_.metrics().denied("http_rule", "http");
   DecisionRecord record = record_for("deny");
   record.rule = rule.name;
   record.http_rule = http_rule;
@@ -577,6 +631,7 @@ void Session::refuse_request(const policy::Rule& rule, const std::string& http_r
 
 void Session::respond_error(const Error& error) {
   if (phase_ == Phase::Closed || phase_ == Phase::Draining) return;
+  if (error.side == Side::Upstream) server_.metrics().upstream_error(error_code(error.kind));
   if (error.side == Side::Client) {
     log::info("[S{}] {} from {}: {}", id_, http_status(error.kind), client_address_, error.detail);
   } else {
@@ -606,28 +661,33 @@ void Session::recheck(const std::shared_ptr<const policy::Policy>& next) {
   const policy::Caller policy_caller{who->exe, who->ancestors};
   const auto decision = policy::decide(*next, {policy_caller, target_.host, target_.port});
   std::optional<std::string> refused;
-  if (decision.verdict == policy::Verdict::Allow && digest_needed(decision)) {
-    refused = exe_sha256_
-                  ? digest_refusal(decision)
-                  : fmt::format("policy '{}' now pins a sha256 for {}; this connection was not verified",
-                                decision.rule->name, who->exe);
+  const bool lets_through = decision.verdict == policy::Verdict::Allow || decision.audited;
+  if (lets_through && digest_needed(decision)) {
+    const policy::Rule* deciding = decision.audited ? decision.audit_rule : decision.rule;
+    refused = exe_sha256_ ? digest_refusal(decision)
+              : deciding != nullptr
+                  ? fmt::format("policy '{}' now pins a sha256 for {}; this connection was not verified",
+                                deciding->name, who->exe)
+                  : fmt::format("{} must now be verified by its sha256; this connection was not", who->exe);
   }
   if (decision.verdict == policy::Verdict::Allow && !refused) {
     policy_ = next;
     rule_ = decision.rule;
     endpoint_ = decision.endpoint;
     by_redirect_grant_ = false;
+    allowed_by_audit_ = false;
     return;
   }
   if (by_redirect_grant_) {  // a grant is not policy: it stays until its window ends
     policy_ = next;
     return;
   }
+  if (decision.audited && !refused) return keep_by_audit(next, decision, in_use);
   if (!in_use) return close_upstream();  // an idle keep-alive upstream to a host no longer allowed
   policy_ = next;
   rule_ = nullptr;
   endpoint_ = nullptr;
-  deny(refused.value_or(decision.reason), decision.rules_considered, "revoked");
+  deny(refused.value_or(decision.reason), decision.rules_considered, "revoked", DenyKind::Revoked);
 }
 
 // ---- timers and the end --------------------------------------------------------------------------
@@ -651,10 +711,10 @@ void Session::on_timer() {
     case Phase::Identifying:
       return deny(fmt::format("caller unknown: identification did not finish within {} ms",
                               settings.identify_timeout_ms),
-                  {}, "deny");
+                  {}, "deny", DenyKind::CallerUnknown);
     case Phase::Verifying:
       return deny(fmt::format("the caller's executable could not be hashed within {} ms", kDigestTimeoutMs),
-                  {}, "deny");
+                  {}, "deny", DenyKind::BinaryDigest);
     case Phase::Resolving:
     case Phase::Connecting:
       return respond_error({upstream_.has_tls() ? ErrorKind::UpstreamTlsFailed : ErrorKind::Timeout,
@@ -690,6 +750,7 @@ void Session::close_upstream() {
 void Session::finish(std::string_view why) {
   if (phase_ == Phase::Closed) return;
   log::debug("[S{}] closing ({}): {} bytes up, {} bytes down", id_, why, bytes_up_, bytes_down_);
+  server_.metrics().session_closed(bytes_up_, bytes_down_);
   transition_to(Phase::Closed);
   client_.close();
   upstream_.close();

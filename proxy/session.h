@@ -76,6 +76,8 @@ class Session final : private MessageSink, private LegEvents {
 
   SessionId id() const { return id_; }
   Phase phase() const { return phase_; }
+  uint64_t bytes_up() const { return bytes_up_; }  // client to origin, so far
+  uint64_t bytes_down() const { return bytes_down_; }
 
  private:
   static void uv_on_timer(uv_timer_t* timer) noexcept;
@@ -103,16 +105,37 @@ class Session final : private MessageSink, private LegEvents {
   void decide_and_go();
   void go_upstream();  // reuse the upstream connection if it serves target_, else resolve and dial
   bool decide_http_request(const policy::Rule& rule, const policy::Endpoint& endpoint);
-  // Which check refused: the policy (rules, binaries, fronting), or where the allowed name resolves.
-  enum class DenyBy { Policy, Destination };
+  // Why a session is refused: decides the 403's error code, and the reason and engine the metrics count.
+  enum class DenyKind {
+    NoRule,         // policy: no rule lets this binary reach host:port
+    Revoked,        // policy: a reload took away what this session was doing
+    CallerUnknown,  // identity: the executable behind the socket is not known
+    BinaryDigest,   // identity: the executable does not hash as pinned or trusted, or could not be hashed
+    PidReused,      // identity: the pid names another process by the time its executable was hashed
+    Destination,    // ssrf: where the allowed name resolves may not be dialled
+    OwnListener,    // ssrf: the address is one of egressd's own listeners
+    Fronting,       // protocol: the SNI or Host names another host than the CONNECT
+    Uninspectable,  // protocol: HTTP rules apply, but the stream cannot be read
+  };
+  static const char* deny_reason(DenyKind kind);  // the metrics' reason label: "no_rule", ...
+  static const char* deny_engine(DenyKind kind);  // "policy", "identity", "ssrf", "protocol"
   void deny(const std::string& reason, const std::vector<std::string>& rules_considered, const char* event,
-            DenyBy by = DenyBy::Policy);
+            DenyKind kind);
   void refuse_request(const policy::Rule& rule, const std::string& http_rule, const std::string& reason);
   void respond_error(const Error& error);  // egressd's own response, then close
   void finish(std::string_view why);       // close everything and retire; the decision was logged already
   DecisionRecord record_for(const char* event) const;
   std::vector<RedirectHop> redirect_chain() const;  // the hops that led this caller to target_
   bool allow_by_redirect_grant();                   // L4 said no: does a redirect grant cover this?
+
+  // session_audit.cpp: what audit mode lets through although the policy would deny it.
+  void allow_by_audit(const policy::Decision& decision);  // decide() said no, but `decision.audited`
+  // A reload would revoke what this session does, but audit mode lets it stay; `in_use`: bytes flow.
+  void keep_by_audit(const std::shared_ptr<const policy::Policy>& next, const policy::Decision& decision,
+                     bool in_use);
+  // The one deny-log line (and console line) for a would-be denial; returns its redirected_by JSON, or "".
+  std::string log_would_deny(const std::string& rule, const std::string& http_rule, const std::string& reason,
+                             const std::vector<std::string>& rules_considered, std::string_view what);
   void remember_redirect(const MessageHead& response);
 
   // session_upstream.cpp: DNS, connect, what a CONNECT carries, TLS with both sides.
@@ -166,18 +189,23 @@ class Session final : private MessageSink, private LegEvents {
   Target target_;
   std::string url_;                               // absolute URL of an HTTP request
   std::shared_ptr<const policy::Policy> policy_;  // the snapshot that allowed target_
-  const policy::Rule* rule_ = nullptr;            // in *policy_: the allowing rule
-  const policy::Endpoint* endpoint_ = nullptr;    // in *policy_: the allowing endpoint
+  const policy::Rule* rule_ = nullptr;  // in *policy_: the allowing rule (audit: the audit rule, or null)
+  const policy::Endpoint* endpoint_ = nullptr;  // in *policy_: the allowing endpoint (null in audit)
   // No rule allows target_: a redirect-scoped grant opened this CONNECT, and only the granted URL may
   // be fetched inside it (so its stream must be TLS or HTTP egressd can read).
   bool by_redirect_grant_ = false;
+  // No rule allows target_, but audit mode lets it through (rule_: the rule in audit mode it is
+  // attributed to, or null; endpoint_ null). A CONNECT is then relayed unopened: no HTTP rules apply.
+  bool allowed_by_audit_ = false;
   // Where target_'s addresses may lie (policy/destination.h): from the allowing endpoint, or from the
-  // endpoint whose `redirects:` granted the fetch (as a wildcard host, with its allowed_ips).
+  // endpoint whose `redirects:` granted the fetch (as a wildcard host, with its allowed_ips), or, in
+  // audit mode without an endpoint, as a wildcard host without allowed_ips (public addresses only).
   struct DestinationRules {
-    std::string rule;
+    std::string rule;  // empty: no rule (audit mode of the policy)
     bool exact_host = false;
     std::optional<policy::IpAddress> named_ip;
     std::vector<policy::Cidr> allowed_ips;
+    bool by_audit = false;  // audit mode let target_ through: a refusal says audit does not relax it
   };
   DestinationRules destination_;
   std::vector<sockaddr_storage> addresses_;
@@ -196,6 +224,7 @@ class Session final : private MessageSink, private LegEvents {
   uint64_t last_activity_ms_ = 0;
   uint64_t bytes_up_ = 0;
   uint64_t bytes_down_ = 0;
+  uint64_t accepted_ns_ = 0;  // uv_hrtime() at accept: identification latency is measured from here
 };
 
 const char* phase_name(Session::Phase phase);

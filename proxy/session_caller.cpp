@@ -14,6 +14,7 @@ namespace egressd::proxy {
 
 void Session::on_identified(Result<procid::PeerIdentity, procid::LookupError> result) {
   if (phase_ == Phase::Closed || identity_) return;
+  server_.metrics().identification(static_cast<double>(uv_hrtime() - accepted_ns_) / 1e9, result.has_value());
   if (result) {
     log::debug("[S{}] caller {}({}) uid {} inode {}", id_, result->exe, result->pid, result->uid,
                result->socket_inode);
@@ -33,19 +34,30 @@ std::string Session::caller_text() const {
   return who == nullptr ? std::string("?") : fmt::format("{}({})", who->exe, who->pid);
 }
 
+namespace {
+
+// The binary entry that lets the caller through: the allowing one, or in audit mode the entry of the
+// rule the would-be denial is attributed to (audit relaxes the policy, never a pin). Null for neither.
+const policy::BinaryPattern* letting_binary(const policy::Decision& decision) {
+  return decision.audited ? decision.audit_binary : decision.binary;
+}
+
+}  // namespace
+
 bool Session::digest_needed(const policy::Decision& decision) const {
-  return (decision.binary != nullptr && !decision.binary->sha256.empty()) ||
-         server_.trusted_digests() != nullptr;
+  const policy::BinaryPattern* binary = letting_binary(decision);
+  return (binary != nullptr && !binary->sha256.empty()) || server_.trusted_digests() != nullptr;
 }
 
 std::optional<std::string> Session::digest_refusal(const policy::Decision& decision) {
   const std::string& exe = identity_->value().exe;
   const std::string& actual = *exe_sha256_;
-  if (decision.binary != nullptr && !decision.binary->sha256.empty()) {
-    if (actual == decision.binary->sha256) return std::nullopt;
+  if (const policy::BinaryPattern* binary = letting_binary(decision);
+      binary != nullptr && !binary->sha256.empty()) {
+    if (actual == binary->sha256) return std::nullopt;
+    const policy::Rule* rule = decision.audited ? decision.audit_rule : decision.rule;
     return fmt::format("binary '{}' has sha256 {}, but policy '{}' pins sha256 {} for it ({}:{})", exe,
-                       actual, decision.rule->name, decision.binary->sha256, decision.binary->where.file,
-                       decision.binary->where.line);
+                       actual, rule->name, binary->sha256, binary->where.file, binary->where.line);
   }
   TrustedDigests* trusted = server_.trusted_digests();
   if (trusted == nullptr) return std::nullopt;
@@ -66,14 +78,17 @@ std::optional<std::string> Session::digest_refusal(const policy::Decision& decis
 void Session::on_digest(Result<ExeDigest, std::string> result) {
   if (phase_ != Phase::Verifying) return;
   const auto& who = identity_->value();
-  if (!result) return deny(fmt::format("cannot verify {}: {}", who.exe, result.error()), {}, "deny");
+  if (!result) {
+    return deny(fmt::format("cannot verify {}: {}", who.exe, result.error()), {}, "deny",
+                DenyKind::BinaryDigest);
+  }
   const auto holder = std::find_if(who.holders.begin(), who.holders.end(),
                                    [&who](const procid::PeerProcess& p) { return p.pid == who.pid; });
   if (holder == who.holders.end() || holder->start_time != result->start_time) {
     return deny(fmt::format("process {} is no longer {} (its pid was reused before the executable could be "
                             "verified)",
                             who.pid, who.exe),
-                {}, "deny");
+                {}, "deny", DenyKind::PidReused);
   }
   log::debug("[S{}] {} has sha256 {} ({})", id_, who.exe, result->sha256,
              result->cached ? "cached" : "hashed");

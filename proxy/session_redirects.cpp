@@ -73,6 +73,7 @@ bool Session::allow_by_redirect_grant() {
   rule_ = nullptr;
   endpoint_ = nullptr;
   by_redirect_grant_ = true;
+  allowed_by_audit_ = false;
   log::info("[S{}] ALLOW {} -> {} {} [{}]", id_, caller_text(), client_parser_->head().method,
             is_connect_ ? target_.authority() : url_, reason);
   DecisionRecord record = record_for("allow");

@@ -94,20 +94,27 @@ void Session::on_resolved(int status, addrinfo* answers) {
 // Every address is checked before the first is dialled, and only checked addresses are ever dialled:
 // nothing resolves the name a second time (DNS rebinding).
 void Session::dial_checked() {
+  const std::vector<std::string> considered =
+      destination_.rule.empty() ? std::vector<std::string>{} : std::vector<std::string>{destination_.rule};
+  // Audit mode lets a policy gap through, never an address: say so, or the reason reads like a policy's.
+  const std::string_view audit_note =
+      destination_.by_audit ? "audit mode does not relax destination safety: " : "";
   std::vector<policy::IpAddress> ips;
   ips.reserve(addresses_.size());
   for (const sockaddr_storage& addr : addresses_) {
     ips.push_back(policy_ip(addr));
     if (server_.is_own_listener(addr)) {
-      return deny(fmt::format("{} is egressd's own listening address; egressd never connects to itself",
-                              endpoint_text(addr)),
-                  {destination_.rule}, "deny", DenyBy::Destination);
+      return deny(fmt::format("{}{} is egressd's own listening address; egressd never connects to itself",
+                              audit_note, endpoint_text(addr)),
+                  considered, "deny", DenyKind::OwnListener);
     }
   }
   const policy::DestinationScope scope{destination_.rule, destination_.exact_host, destination_.named_ip,
                                        destination_.allowed_ips};
   const policy::DestinationCheck check = policy::check_destination(scope, target_.host, ips);
-  if (!check.allowed) return deny(check.reason, {destination_.rule}, "deny", DenyBy::Destination);
+  if (!check.allowed) {
+    return deny(fmt::format("{}{}", audit_note, check.reason), considered, "deny", DenyKind::Destination);
+  }
   connect_next();
 }
 
@@ -193,16 +200,19 @@ void Session::on_leg_handshake(LegId from, Result<void, tls::TlsError> result) {
 void Session::sniff(std::string_view first_bytes) {
   if (first_bytes.empty()) return;
   const bool is_tls = static_cast<unsigned char>(first_bytes[0]) == kTlsHandshakeRecord;
-  // A rest endpoint's rules, and a redirect grant, need to see every request.
-  const bool inspect_only = by_redirect_grant_ || endpoint_->protocol == policy::Protocol::Rest;
-  const bool skip_tls = !by_redirect_grant_ && endpoint_->tls == policy::TlsMode::Skip;
+  // A rest endpoint's rules, and a redirect grant, need to see every request. What audit mode let
+  // through without an endpoint has no HTTP rules to check: it is relayed unopened.
+  const bool inspect_only =
+      by_redirect_grant_ || (endpoint_ != nullptr && endpoint_->protocol == policy::Protocol::Rest);
+  const bool skip_tls =
+      !by_redirect_grant_ && (endpoint_ == nullptr || endpoint_->tls == policy::TlsMode::Skip);
   if (is_tls && !skip_tls) return start_client_tls(first_bytes);
   if (inspect_only) {
     if (is_tls) {
       return deny(fmt::format("rule '{}' has protocol: rest with tls: skip, so its HTTP rules cannot be "
                               "checked; the tunnel is refused",
                               rule_->name),
-                  {rule_->name}, "deny");
+                  {rule_->name}, "deny", DenyKind::Uninspectable);
     }
     // Plaintext inside the CONNECT: the same request-by-request checks as any HTTP.
     tunnel_ = target_;
@@ -241,7 +251,7 @@ void Session::on_client_tls_ready() {
   if (!sni.empty() && sni != target_.host) {
     return deny(fmt::format("TLS server name '{}' does not match the CONNECT host {} (domain fronting)", sni,
                             target_.host),
-                {}, "deny");
+                {}, "deny", DenyKind::Fronting);
   }
   log::debug("[S{}] TLS with the client established (sni '{}', alpn '{}')", id_, sni, client_.tls()->alpn());
   tunnel_ = target_;

@@ -55,7 +55,8 @@ std::string egressd_binary() {
 }
 
 Egressd::Egressd(const std::string& policy_yaml, std::vector<std::string> extra_args, PolicyLayout layout,
-                 std::chrono::milliseconds ready_deadline, EgressdNetwork network)
+                 std::chrono::milliseconds ready_deadline, EgressdNetwork network,
+                 std::optional<EgressdUser> user, std::vector<std::string> env)
     : deny_log_path_(dir_.file("deny.log")),
       access_log_path_(dir_.file("access.log")),
       ready_path_(dir_.file("ready")),
@@ -87,9 +88,14 @@ Egressd::Egressd(const std::string& policy_yaml, std::vector<std::string> extra_
       egressd_binary(), "run",        "--listen",     "127.0.0.1:0",     "--policy",
       policy_path_,     "--deny-log", deny_log_path_, "--access-log",    access_log_path_,
       "--ready-file",   ready_path_,  "--state-dir",  dir_.file("state")};
-  argv.insert(argv.end(), egressd_argv.begin(), egressd_argv.end());
-  argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-  child_.emplace(argv, ChildOptions{.env = {},
+  std::vector<std::string> command = egressd_argv;
+  command.insert(command.end(), extra_args.begin(), extra_args.end());
+  if (user) {
+    if (::chown(dir_.path().c_str(), user->uid, user->gid) != 0) fail_errno("chown " + dir_.path(), errno);
+    command = as_user(user->uid, user->gid, std::move(command), user->capabilities);
+  }
+  argv.insert(argv.end(), command.begin(), command.end());
+  child_.emplace(argv, ChildOptions{.env = std::move(env),
                                     .working_dir = dir_.path(),
                                     .stdout_path = dir_.file("egressd.stdout"),
                                     .stderr_path = stderr_path_});

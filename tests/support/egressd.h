@@ -44,15 +44,26 @@ enum class PolicyLayout {
 // nothing it dials can leave the machine: an address that is not loopback is unreachable there.
 enum class EgressdNetwork { Host, Isolated };
 
+// The user egressd runs as (through as_user in process.h), as a systemd unit with User=, Group=,
+// CapabilityBoundingSet= and AmbientCapabilities= would run it. Its directory (policy, logs, ready file,
+// state) is handed to uid:gid first.
+struct EgressdUser {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<std::string> capabilities = {};  // setpriv's names: "sys_ptrace", "dac_read_search"
+};
+
 class Egressd {
  public:
   // Writes `policy_yaml` and starts `egressd run --listen 127.0.0.1:0 --policy ... --deny-log ...
   // --access-log ... --ready-file ... <extra_args>`. Throws (with its stderr) if it is not ready within
-  // `ready_deadline` or exits first.
+  // `ready_deadline` or exits first. Without `user`, it runs as the test does. `env` ("K=V") is added
+  // to its environment.
   explicit Egressd(const std::string& policy_yaml, std::vector<std::string> extra_args = {},
                    PolicyLayout layout = PolicyLayout::File,
                    std::chrono::milliseconds ready_deadline = std::chrono::milliseconds(10'000),
-                   EgressdNetwork network = EgressdNetwork::Host);
+                   EgressdNetwork network = EgressdNetwork::Host, std::optional<EgressdUser> user = {},
+                   std::vector<std::string> env = {});
   Egressd(const Egressd&) = delete;
   Egressd& operator=(const Egressd&) = delete;
   ~Egressd();

@@ -486,6 +486,9 @@ LocalOrigin LocalOrigin::http(std::string hello_body) {
 LocalOrigin LocalOrigin::http_v6(std::string hello_body) {
   return LocalOrigin("::1", std::move(hello_body), nullptr);
 }
+LocalOrigin LocalOrigin::http_at(const std::string& address, std::string hello_body) {
+  return LocalOrigin(address, std::move(hello_body), nullptr);
+}
 LocalOrigin LocalOrigin::https(const ServerCert& cert, std::string hello_body) {
   return LocalOrigin("127.0.0.1", std::move(hello_body), &cert);
 }

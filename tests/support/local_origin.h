@@ -63,6 +63,9 @@ class LocalOrigin {
  public:
   static LocalOrigin http(std::string hello_body = "hello\n");     // 127.0.0.1
   static LocalOrigin http_v6(std::string hello_body = "hello\n");  // ::1
+  // Plain HTTP on `address`, any numeric address of this host (in the network namespace the calling
+  // thread is in): one a test added to a NetworkNamespace, say.
+  static LocalOrigin http_at(const std::string& address, std::string hello_body = "hello\n");
   // HTTPS on 127.0.0.1 with `cert` (say TestCa::issue({"mirror.example.com", "127.0.0.1"})). Clients reach
   // it by any name the certificate lists, resolved to 127.0.0.1 elsewhere (curl or egressd --resolve).
   static LocalOrigin https(const ServerCert& cert, std::string hello_body = "hello\n");

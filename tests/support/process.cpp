@@ -345,6 +345,24 @@ std::string Child::err() const {
   return try_read_file(stderr_path_).value_or("");
 }
 
+std::vector<std::string> as_user(uid_t uid, gid_t gid, std::vector<std::string> argv,
+                                 const std::vector<std::string>& capabilities) {
+  std::string caps = "-all";
+  for (const std::string& capability : capabilities) caps += ",+" + capability;
+  std::vector<std::string> prefix = {"setpriv",
+                                     "--reuid=" + std::to_string(uid),
+                                     "--regid=" + std::to_string(gid),
+                                     "--clear-groups",
+                                     "--bounding-set=" + caps,
+                                     "--inh-caps=" + caps,
+                                     "--ambient-caps=" + caps,
+                                     "--no-new-privs",
+                                     "--pdeathsig=KILL",
+                                     "--"};
+  argv.insert(argv.begin(), prefix.begin(), prefix.end());
+  return argv;
+}
+
 std::string real_path_of(std::string_view program) {
   const std::string found = find_in_path(program);
   char resolved[PATH_MAX];

@@ -83,6 +83,14 @@ class Child {
   std::optional<int> exit_code_;
 };
 
+// `argv` run through setpriv as uid:gid (numbers need no /etc/passwd entry) with no supplementary groups
+// and no new privileges (setuid binaries grant nothing), holding only `capabilities` (setpriv's names:
+// "sys_ptrace") in its bounding, inheritable and ambient sets, as systemd's User=, Group=,
+// CapabilityBoundingSet= and AmbientCapabilities= give them. setpriv sets SIGKILL as the parent-death
+// signal again, which the uid change clears: the child still dies with the thread that spawned it.
+std::vector<std::string> as_user(uid_t uid, gid_t gid, std::vector<std::string> argv,
+                                 const std::vector<std::string>& capabilities = {});
+
 // Where /proc/PID/exe of a process running `program` points: PATH search (when no '/'), then realpath.
 std::string real_path_of(std::string_view program);
 

@@ -46,7 +46,7 @@ class TcpServer {
  public:
   using Handler = std::function<void(ServerConnection&)>;
 
-  // `address` is "127.0.0.1" or "::1" (any numeric loopback literal); the port is chosen by the kernel.
+  // `address` is "127.0.0.1", "::1" or another numeric address of this host; the kernel picks the port.
   TcpServer(const std::string& address, Handler handler);
   TcpServer(const TcpServer&) = delete;
   TcpServer& operator=(const TcpServer&) = delete;

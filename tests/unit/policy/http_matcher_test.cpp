@@ -648,3 +648,41 @@ TEST_CASE("a REST endpoint with neither 'access' nor 'rules' denies every reques
 
 }  // namespace
 }  // namespace egressd::policy
+
+namespace egressd::policy {
+namespace {
+
+TEST_CASE("a rule in audit mode, its own or the policy's, audits its endpoints' HTTP denials") {
+  const std::string endpoint =
+      "    endpoints: [{ host: api.example.com, port: 443, protocol: rest, access: read-only }]\n"
+      "    binaries: [{ path: /usr/bin/curl }]\n";
+  struct Row {
+    std::string top;   // top-level lines
+    std::string rule;  // the rule's own lines
+    bool audited;
+  };
+  const Row rows[] = {
+      {"", "", false},
+      {"", "    mode: audit\n", true},
+      {"mode: audit\n", "", true},
+      {"mode: audit\n", "    mode: enforce\n", false},
+      {"mode: enforce\n", "    mode: audit\n", true},
+  };
+  for (const Row& row : rows) {
+    CAPTURE(row.top);
+    CAPTURE(row.rule);
+    const auto policy = fixtures::policy_from_yaml("version: 1\n" + row.top + "network_policies:\n  api:\n" +
+                                                   row.rule + endpoint);
+    const Rule& rule = policy->rules.at(0);
+    const HttpDecision post = decide_http(rule, rule.endpoints.at(0), kHost, kPort, {"POST", "/upload", ""});
+    CHECK(post.audited == row.audited);
+    CHECK(post.verdict == (row.audited ? Verdict::Allow : Verdict::Deny));
+    CHECK(post.rule == "access: read-only");  // what enforce would have said, either way
+    const HttpDecision get = decide_http(rule, rule.endpoints.at(0), kHost, kPort, {"GET", "/a", ""});
+    CHECK(get.verdict == Verdict::Allow);
+    CHECK_FALSE(get.audited);
+  }
+}
+
+}  // namespace
+}  // namespace egressd::policy

@@ -66,6 +66,8 @@ const BrokenFile kBrokenFiles[] = {
     {"host_with_port", 5, 17, "host 'api.github.com:443' includes a port"},
     {"host_with_scheme", 5, 17, "host 'https://api.github.com' is a URL"},
     {"host_with_space", 5, 17, "host 'api github.com' contains a space"},
+    {"mode_not_a_string", 2, 7, "expected a string for 'mode', found a sequence"},
+    {"mode_unknown", 2, 7, "unknown mode 'report'; accepted: enforce, audit"},
     {"multiple_documents", 9, 1, "expected one YAML document, found 2"},
     {"network_policies_sequence", 3, 3,
      "expected a mapping of rule names to rules for 'network_policies', found a sequence"},
@@ -90,6 +92,7 @@ const BrokenFile kBrokenFiles[] = {
     {"redirects_too_broad", 7, 54,
      "in 'redirects': host pattern '*.com' is too broad: its last two labels must be literal"},
     {"redirects_with_scheme", 8, 13, "in 'redirects': host 'https://objects.githubusercontent.com' is a URL"},
+    {"rule_mode_unknown", 4, 11, "unknown mode 'dry-run'; accepted: enforce, audit"},
     {"rule_not_mapping", 3, 11,
      "expected a mapping with 'endpoints' and 'binaries' for rule 'github', found a sequence"},
     {"rules_empty", 8, 16, "'rules' must list at least one '- allow: {...}' rule"},
@@ -161,6 +164,8 @@ const ValidFile kValidFiles[] = {
        "disable."},
       {7, "'tls: passthrough' is deprecated"},
       {9, "'harness' is deprecated and ignored"}}},
+    {"audit_mode", 2, {{3, "mode: audit: every connection and request this policy would deny is allowed"}}},
+    {"rule_audit_mode", 2, {{11, "mode: audit: rule 'claude' lets its binaries through"}}},
     {"no_network_policies", 0, {{0, kNoRules}}},
     {"empty_network_policies", 0, {{2, kNoRules}}},
 };
@@ -504,7 +509,7 @@ TEST_CASE("an unknown key names its location and the accepted keys") {
   const LoadErrors errors = errors_from_yaml("version: 1\nnetwork_policies: {}\nnetwork_middlewares: {}\n");
   REQUIRE(errors.size() == 1);
   CHECK(errors[0].to_string() ==
-        "test.yaml:3:1: unknown key 'network_middlewares' at the top level; accepted keys: version, "
+        "test.yaml:3:1: unknown key 'network_middlewares' at the top level; accepted keys: version, mode, "
         "network_policies, filesystem_policy, landlock, process");
 }
 
@@ -665,6 +670,105 @@ network_policies:
   CHECK(binaries.at(1).sha256.empty());
   const Decision decision = decide(*policy, {Caller{"/usr/bin/curl", {}}, "api.example.com", 443});
   CHECK(decision.binary == &binaries.at(0));  // the proxy checks this entry's pin before it allows
+}
+
+}  // namespace
+}  // namespace egressd::policy
+
+namespace egressd::policy {
+namespace {
+
+TEST_CASE("mode defaults to enforce, and a rule without its own mode takes the policy's") {
+  struct Row {
+    const char* policy_mode;  // the top-level line, or "" for none
+    const char* rule_mode;    // the rule's line, or ""
+    Enforcement want_policy;
+    Enforcement want_rule;
+  };
+  const Row rows[] = {
+      {"", "", Enforcement::Enforce, Enforcement::Enforce},
+      {"mode: enforce\n", "", Enforcement::Enforce, Enforcement::Enforce},
+      {"mode: audit\n", "", Enforcement::Audit, Enforcement::Audit},
+      {"", "    mode: audit\n", Enforcement::Enforce, Enforcement::Audit},
+      {"mode: audit\n", "    mode: enforce\n", Enforcement::Audit, Enforcement::Enforce},
+      {"mode: enforce\n", "    mode: audit\n", Enforcement::Enforce, Enforcement::Audit},
+  };
+  for (const Row& row : rows) {
+    const std::string policy_mode = row.policy_mode;
+    const std::string rule_mode = row.rule_mode;
+    CAPTURE(policy_mode);
+    CAPTURE(rule_mode);
+    // The top-level key after network_policies: the rules still inherit it.
+    const auto policy =
+        policy_from_yaml(std::string("version: 1\nnetwork_policies:\n  r:\n") + row.rule_mode +
+                         "    endpoints: [{ host: a.example.com, port: 443 }]\n"
+                         "    binaries: [{ path: /usr/bin/curl }]\n" +
+                         row.policy_mode);
+    CHECK(policy->mode == row.want_policy);
+    CHECK(policy->rules.at(0).mode == row.want_rule);
+  }
+}
+
+TEST_CASE("audit mode is a warning at its key, file:line:col, saying what it still enforces") {
+  const auto policy = policy_from_yaml(R"(version: 1
+network_policies:
+  github:
+    endpoints: [{ host: api.github.com, port: 443 }]
+    binaries: [{ path: /usr/bin/git }]
+  agent:
+    name: claude
+    mode: audit
+    endpoints: [{ host: api.anthropic.com, port: 443 }]
+    binaries: [{ path: /usr/local/bin/claude }]
+  quiet:
+    mode: enforce
+    endpoints: [{ host: example.com, port: 443 }]
+    binaries: [{ path: /usr/bin/wget }]
+mode: audit
+)");
+  REQUIRE(policy->warnings.size() == 2);
+  const LoadWarning& rule = policy->warnings[0];
+  CHECK(rule.where.file == "test.yaml");
+  CHECK(rule.where.line == 8);
+  CHECK(rule.where.col == 5);
+  CHECK(rule.message ==
+        "mode: audit: rule 'claude' lets its binaries through wherever the policy would deny them, logging "
+        "each with would_deny: true; destination safety (SSRF), connection limits, malformed requests, "
+        "unidentified callers and binary digests are still enforced");
+  const LoadWarning& whole = policy->warnings[1];
+  CHECK(whole.where.line == 15);
+  CHECK(whole.where.col == 1);
+  CHECK(whole.message ==
+        "mode: audit: every connection and request this policy would deny is allowed and logged with "
+        "would_deny: true; destination safety (SSRF), connection limits, malformed requests, unidentified "
+        "callers and binary digests are still enforced");
+}
+
+TEST_CASE("mode takes only enforce or audit, at the top level and in a rule") {
+  struct Row {
+    const char* yaml;
+    const char* error;
+  };
+  const Row rows[] = {
+      {"version: 1\nmode: Audit\n", "test.yaml:2:7: unknown mode 'Audit'; accepted: enforce, audit"},
+      {"version: 1\nmode:\n", "test.yaml:2:1: expected a string for 'mode', found an empty value"},
+      {"version: 1\nmode: { audit: true }\n", "test.yaml:2:7: expected a string for 'mode', found a mapping"},
+      {"version: 1\nnetwork_policies:\n  r:\n    mode: report\n"
+       "    endpoints: [{ host: a.example.com, port: 443 }]\n    binaries: [{ path: /usr/bin/curl }]\n",
+       "test.yaml:4:11: unknown mode 'report'; accepted: enforce, audit"},
+      {"version: 1\nnetwork_policies:\n  r:\n    endpoints: [{ host: a.example.com, port: 443, mode: audit "
+       "}]\n"
+       "    binaries: [{ path: /usr/bin/curl }]\n",
+       "test.yaml:4:51: unknown key 'mode' in an endpoint"},
+  };
+  for (const Row& row : rows) {
+    const std::string yaml = row.yaml;
+    CAPTURE(yaml);
+    const LoadErrors errors = errors_from_yaml(yaml);
+    REQUIRE(errors.size() == 1);
+    CAPTURE(errors[0].to_string());
+    CHECK(contains(errors[0].to_string(), row.error));
+  }
 }
 
 }  // namespace

@@ -567,3 +567,206 @@ TEST_CASE("a symlinked binary path in the policy matches both the link and its t
 
 }  // namespace
 }  // namespace egressd::policy
+
+namespace egressd::policy {
+namespace {
+
+// A would-be denial as a row shows it: audited or not, and the audit rule's name ("" for none).
+struct AuditRow {
+  const char* exe;
+  std::vector<std::string> ancestors;
+  const char* host;
+  Verdict verdict;
+  bool audited;
+  const char* audit_rule;
+};
+
+void check_audit_rows(const Policy& policy, const std::vector<AuditRow>& rows) {
+  for (const AuditRow& row : rows) {
+    CAPTURE(row.exe);
+    CAPTURE(row.host);
+    const Caller caller{row.exe, row.ancestors};
+    const Decision decision = decide(policy, {caller, row.host, 443});
+    CHECK(decision.verdict == row.verdict);
+    CHECK(decision.audited == row.audited);
+    CHECK((decision.audit_rule != nullptr ? decision.audit_rule->name : std::string()) == row.audit_rule);
+    CHECK((decision.audit_binary != nullptr) == (decision.audit_rule != nullptr));
+    if (decision.audited) {  // a would-be denial: nothing says it is allowed
+      CHECK(decision.rule == nullptr);
+      CHECK(decision.endpoint == nullptr);
+      CHECK(decision.binary == nullptr);
+    }
+  }
+}
+
+TEST_CASE("per-rule audit: what an audit rule's binaries would be denied is audited and attributed to it") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  github:
+    endpoints: [{ host: api.github.com, port: 443 }]
+    binaries: [{ path: /usr/bin/git }]
+  agent:
+    name: learning
+    mode: audit
+    endpoints: [{ host: api.anthropic.com, port: 443 }]
+    binaries:
+      - { path: /usr/local/bin/claude, children: true }
+      - { path: /usr/bin/node, sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 }
+)");
+  check_audit_rows(*policy,
+                   {
+                       {"/usr/local/bin/claude", {}, "api.anthropic.com", Verdict::Allow, false, ""},
+                       {"/usr/local/bin/claude", {}, "evil.example.com", Verdict::Deny, true, "learning"},
+                       {"/usr/local/bin/claude", {}, "api.github.com", Verdict::Deny, true, "learning"},
+                       {"/usr/bin/python3",
+                        {"/usr/local/bin/claude"},
+                        "evil.example.com",
+                        Verdict::Deny,
+                        true,
+                        "learning"},
+                       {"/usr/bin/node", {}, "evil.example.com", Verdict::Deny, true, "learning"},
+                       {"/usr/bin/git", {}, "api.github.com", Verdict::Allow, false, ""},
+                       {"/usr/bin/git", {}, "evil.example.com", Verdict::Deny, false, ""},
+                       {"/usr/bin/git", {}, "api.anthropic.com", Verdict::Deny, false, ""},
+                       {"/usr/bin/wget", {}, "evil.example.com", Verdict::Deny, false, ""},
+                       {"", {"/usr/local/bin/claude"}, "evil.example.com", Verdict::Deny, false, ""},
+                   });
+}
+
+TEST_CASE("an audited denial keeps the reason and rules enforce would give, and the audit rule's entry") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  github:
+    endpoints: [{ host: api.github.com, port: 443 }]
+    binaries: [{ path: /usr/bin/git }]
+  learning:
+    mode: audit
+    endpoints: [{ host: api.anthropic.com, port: 443 }]
+    binaries:
+      - { path: /usr/local/bin/claude }
+      - { path: /usr/bin/node, sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855 }
+)");
+  const Caller node{"/usr/bin/node", {}};
+  const Decision decision = decide(*policy, {node, "api.github.com", 443});
+  CHECK(decision.audited);
+  CHECK(decision.reason == "binary '/usr/bin/node' not allowed in policy 'github'");
+  CHECK(decision.rules_considered == std::vector<std::string>{"github"});
+  REQUIRE(decision.audit_rule == &policy->rules.at(1));
+  CHECK(decision.audit_binary == &policy->rules.at(1).binaries.at(1));  // its sha256 pin is still checked
+  const Decision elsewhere = decide(*policy, {node, "evil.example.com", 8443});
+  CHECK(elsewhere.audited);
+  CHECK(elsewhere.reason == "endpoint evil.example.com:8443 is not allowed by any policy");
+  CHECK(elsewhere.rules_considered.empty());
+}
+
+TEST_CASE("policy-level audit: every denial is audited, except a caller only enforce rules list") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+mode: audit
+network_policies:
+  github:
+    mode: enforce
+    endpoints: [{ host: api.github.com, port: 443 }]
+    binaries: [{ path: /usr/bin/git }]
+  agent:
+    endpoints: [{ host: api.anthropic.com, port: 443 }]
+    binaries: [{ path: /usr/local/bin/claude }]
+)");
+  check_audit_rows(*policy,
+                   {
+                       {"/usr/bin/wget", {}, "evil.example.com", Verdict::Deny, true, ""},
+                       {"/usr/bin/wget", {}, "api.github.com", Verdict::Deny, true, ""},
+                       {"/usr/local/bin/claude", {}, "evil.example.com", Verdict::Deny, true, "agent"},
+                       {"/usr/local/bin/claude", {}, "api.anthropic.com", Verdict::Allow, false, ""},
+                       {"/usr/bin/git", {}, "evil.example.com", Verdict::Deny, false, ""},
+                       {"/usr/bin/git", {}, "api.anthropic.com", Verdict::Deny, false, ""},
+                       {"/usr/bin/git", {}, "api.github.com", Verdict::Allow, false, ""},
+                       {"", {}, "evil.example.com", Verdict::Deny, false, ""},
+                   });
+}
+
+TEST_CASE(
+    "a caller listed by an enforce rule and by an audit rule is audited, attributed to the audit rule") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  github:
+    endpoints: [{ host: api.github.com, port: 443 }]
+    binaries: [{ path: /usr/bin/git }]
+  mirrors-a:
+    endpoints: [{ host: mirror-a.example.com, port: 443 }]
+    binaries: [{ path: "/usr/bin/*" }]
+  mirrors-b:
+    mode: audit
+    endpoints: [{ host: mirror-b.example.com, port: 443 }]
+    binaries: [{ path: /usr/bin/git }]
+  mirrors-c:
+    mode: audit
+    endpoints: [{ host: mirror-c.example.com, port: 443 }]
+    binaries: [{ path: "/**" }]
+)");
+  check_audit_rows(*policy, {
+                                {"/usr/bin/git", {}, "evil.example.com", Verdict::Deny, true, "mirrors-b"},
+                                {"/usr/bin/curl", {}, "evil.example.com", Verdict::Deny, true, "mirrors-c"},
+                            });
+}
+
+TEST_CASE("policy-level audit without network_policies audits every identified caller") {
+  const auto policy = policy_from_yaml("version: 1\nmode: audit\n");
+  const Caller curl{"/usr/bin/curl", {}};
+  const Decision decision = decide(*policy, {curl, "example.com", 443});
+  CHECK(decision.verdict == Verdict::Deny);
+  CHECK(decision.audited);
+  CHECK(decision.audit_rule == nullptr);
+  CHECK(decision.reason == "network connections not allowed by policy (it has no network_policies)");
+  const Caller unknown{"", {}};
+  CHECK_FALSE(decide(*policy, {unknown, "example.com", 443}).audited);
+}
+
+TEST_CASE("in enforce mode no denial is audited") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+mode: enforce
+network_policies:
+  any: { endpoints: [{ host: example.com, port: 443 }], binaries: [{ path: "/**" }] }
+)");
+  const Caller curl{"/usr/bin/curl", {}};
+  CHECK_FALSE(decide(*policy, {curl, "example.org", 443}).audited);
+  CHECK_FALSE(decide(*policy_from_yaml("version: 1\n"), {curl, "example.org", 443}).audited);
+}
+
+TEST_CASE("describe_modes names the policy's mode and the rules in the other one") {
+  struct Row {
+    const char* yaml;
+    const char* want;
+  };
+  const std::string rules =
+      "network_policies:\n"
+      "  a: { endpoints: [{ host: a.example.com, port: 443 }], binaries: [{ path: /usr/bin/a }] }\n"
+      "  b: { mode: audit, endpoints: [{ host: b.example.com, port: 443 }], binaries: [{ path: /usr/bin/b }] "
+      "}\n"
+      "  c: { mode: enforce, endpoints: [{ host: c.example.com, port: 443 }], binaries: [{ path: /usr/bin/c "
+      "}] }\n";
+  const std::string all_audit =
+      "network_policies:\n"
+      "  a: { mode: audit, endpoints: [{ host: a.example.com, port: 443 }], binaries: [{ path: /usr/bin/a }] "
+      "}\n"
+      "  b: { mode: audit, endpoints: [{ host: b.example.com, port: 443 }], binaries: [{ path: /usr/bin/b }] "
+      "}\n";
+  const std::vector<std::pair<std::string, std::string>> rows = {
+      {"version: 1\n", "enforce"},
+      {"version: 1\nmode: audit\n", "audit"},
+      {"version: 1\n" + rules, "enforce (audit: rule 'b')"},
+      {"version: 1\nmode: audit\n" + rules, "audit (enforce: rule 'c')"},
+      {"version: 1\n" + all_audit, "enforce (audit: rules 'a', 'b')"},
+  };
+  for (const auto& [yaml, want] : rows) {
+    CAPTURE(yaml);
+    CHECK(describe_modes(*policy_from_yaml(yaml)) == want);
+  }
+}
+
+}  // namespace
+}  // namespace egressd::policy

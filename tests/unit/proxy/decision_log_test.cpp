@@ -4,10 +4,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -207,4 +210,68 @@ TEST_CASE("a decision log on a FIFO nobody drains drops lines instead of blockin
   const std::string line(buffer, static_cast<size_t>(n));
   CHECK(line.ends_with("\n"));
   CHECK(Json::parse(line.substr(0, line.size() - 1))["session"].integer() == static_cast<int64_t>(written));
+}
+
+TEST_CASE("a would-be denial's line keeps every field of its denial and adds would_deny and mode") {
+  DecisionRecord denied = deny(7);
+  denied.rules_considered = {"github"};
+  DecisionRecord audited = denied;
+  audited.event = "audit";
+  audited.rule = "learning";
+  audited.would_deny = true;
+  const Json plain = Json::parse(proxy::format_decision(denied));
+  const Json line = Json::parse(proxy::format_decision(audited));
+  CHECK_FALSE(plain.has("would_deny"));
+  CHECK_FALSE(plain.has("mode"));
+  CHECK(line["event"] == "audit");
+  CHECK(line["would_deny"].boolean());
+  CHECK(line["mode"] == "audit");
+  CHECK(line["rule"] == "learning");
+  for (const std::string& key : plain.keys()) {
+    CAPTURE(key);
+    CHECK(line.has(key));
+  }
+}
+
+TEST_CASE("an access-log line audit mode let through is marked, with a null rule when no rule did") {
+  DecisionRecord allowed = deny(8);
+  allowed.event = "allow";
+  allowed.would_deny = true;
+  const Json line = Json::parse(proxy::format_decision(allowed));
+  CHECK(line["event"] == "allow");
+  CHECK(line["would_deny"].boolean());
+  CHECK(line["mode"] == "audit");
+  CHECK(line["rule"].is_null());
+  allowed.would_deny = false;
+  allowed.rule = "github";
+  const Json plain = Json::parse(proxy::format_decision(allowed));
+  CHECK(plain["rule"] == "github");
+  CHECK_FALSE(plain.has("would_deny"));
+}
+
+TEST_CASE("a standard stream that is a socket (the journal's) is written through its descriptor") {
+  int pair[2];
+  REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) == 0);
+  const UniqueFd ours(pair[0]);
+  const UniqueFd journal(pair[1]);
+  const std::string path = "/dev/fd/" + std::to_string(ours.get());
+  CHECK(::open(path.c_str(), O_WRONLY | O_APPEND) < 0);  // what opening it by path gives: ENXIO
+  CHECK(errno == ENXIO);
+  proxy::DecisionLog log("deny log");
+  REQUIRE(log.open(path));
+  proxy::DecisionRecord record;
+  record.event = "deny";
+  record.reason = "through the socket";
+  log.write(record);
+  log.write(record);
+  char buffer[4096];
+  std::string received;
+  while (std::count(received.begin(), received.end(), '\n') < 2) {
+    const ssize_t n = ::recv(journal.get(), buffer, sizeof buffer, 0);
+    REQUIRE(n > 0);
+    received.append(buffer, static_cast<size_t>(n));
+  }
+  const auto first = Json::parse(received.substr(0, received.find('\n')));
+  CHECK(first["reason"] == "through the socket");
+  CHECK(log.dropped_lines() == 0);
 }

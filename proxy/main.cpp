@@ -11,7 +11,14 @@ namespace {
 
 constexpr std::string_view kUsage = R"(usage:
   egressd run [options]      run the proxy (defaults: --listen 127.0.0.1:3128, the embedded example policy)
-  egressd check FILE...      validate policy files; prints FILE:LINE:COL errors; exit 0 valid, 1 invalid
+  egressd check [--strict] FILE...
+                             validate policy files; prints FILE:LINE:COL errors, then warnings (rules that
+                             can never match, duplicates, missing binaries) and notes; exit 0 valid, 1
+                             invalid (--strict: also on warnings)
+  egressd explain --binary PATH --host HOST --port PORT [--method M --path P] [--policy FILE] [--json]
+                             why the policy allows or denies that; exit 0 allow, 1 deny
+  egressd suggest DENYLOG|- [--policy FILE]
+                             the policy YAML allowing what the deny log shows denied, and nothing more
   egressd ca init --out DIR [--name CN]
                              create a CA for TLS termination in DIR and print how clients trust it
   egressd version
@@ -64,6 +71,8 @@ int main(int argc, char** argv) {
   if (command == "run") return command_run(args);
   if (command == "check") return command_check(args);
   if (command == "ca") return command_ca(args);
+  if (command == "explain") return command_explain(args);
+  if (command == "suggest") return command_suggest(args);
   std::fprintf(stderr, "egressd: unknown command '%s'\n%s", std::string(command).c_str(), kUsage.data());
   return 2;
 }

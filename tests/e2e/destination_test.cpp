@@ -11,6 +11,8 @@
 
 #include "tests/e2e/scenario.h"
 #include "tests/support/local_origin.h"
+#include "tests/support/temp_dir.h"
+#include "tests/support/wait.h"
 
 namespace egressd::test::e2e {
 namespace {
@@ -150,6 +152,98 @@ TEST_CASE("a hostless endpoint with allowed_ips admits IP-literal CONNECTs in it
   CHECK(connect_status(curl(), egressd, "http://localhost:" + std::to_string(origin.port()) + "/hello") ==
         "403");
   CHECK(origin.connections_accepted() == 1);
+}
+
+// A DNS server for egressd's isolated network, at the address /etc/resolv.conf names (so egressd's own
+// resolver asks it): the first A query for any name gets 127.0.0.1, every later one 169.254.169.254 (a
+// rebinding attack), both with TTL 0. AAAA queries get an empty answer. It counts A queries in a file.
+constexpr const char* kRebindingDns = R"PY(
+import socket, struct, sys
+address, count_path = sys.argv[1], sys.argv[2]
+family = socket.AF_INET6 if ":" in address else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.bind((address, 53))
+print("ready", flush=True)
+answered = 0
+while True:
+    query, peer = s.recvfrom(512)
+    ident, flags, qd = struct.unpack(">HHH", query[:6])
+    end = 12
+    while query[end] != 0:
+        end += query[end] + 1
+    question = query[12:end + 5]
+    qtype = struct.unpack(">H", query[end + 1:end + 3])[0]
+    header = struct.pack(">HHHHHH", ident, 0x8180, 1, 0, 0, 0)
+    if qtype != 1:
+        s.sendto(header + question, peer)
+        continue
+    answered += 1
+    with open(count_path, "w") as f:
+        f.write(str(answered))
+    ip = "127.0.0.1" if answered == 1 else "169.254.169.254"
+    record = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 0, 4) + socket.inet_aton(ip)
+    header = struct.pack(">HHHHHH", ident, 0x8180, 1, 1, 0, 0)
+    s.sendto(header + question + record, peer)
+)PY";
+
+// The first nameserver /etc/resolv.conf names (glibc's default, 127.0.0.1, when none).
+std::string resolv_conf_nameserver() {
+  const std::string text = read_file("/etc/resolv.conf");
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = text.find('\n', at);
+    const std::string line = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
+    if (line.starts_with("nameserver")) {
+      const size_t start = line.find_first_not_of(" \t", std::string_view("nameserver").size());
+      if (start != std::string::npos) return line.substr(start, line.find_first_of(" \t", start) - start);
+    }
+    if (end == std::string::npos) break;
+    at = end + 1;
+  }
+  return "127.0.0.1";
+}
+
+TEST_CASE("egressd dials the addresses it checked: a second answer from DNS (rebinding) is never used" *
+          doctest::timeout(90)) {
+  // Everything runs in egressd's own network namespace: the DNS server (holding the nameserver's address on
+  // loopback on loopback), the origin on 127.0.0.1:18080, and curl.
+  Egressd egressd(policy_allowing(curl(), "rebind.example.test", 18080), {}, PolicyLayout::File, 10'000ms,
+                  EgressdNetwork::Isolated);
+  INFO(egressd.diagnostics());
+  const std::string nameserver = resolv_conf_nameserver();
+  const bool v6 = nameserver.find(':') != std::string::npos;
+  if (!nameserver.starts_with("127.") && nameserver != "::1") {  // else loopback already holds it
+    const RunResult added = run(egressd.in_network(
+        {"ip", v6 ? "-6" : "-4", "addr", "add", nameserver + (v6 ? "/128" : "/32"), "dev", "lo"}));
+    REQUIRE_MESSAGE(added.exit_code == 0, added.err);
+  }
+  TempDir dir;
+  const std::string count_path = dir.file("a-queries");
+  Child dns(egressd.in_network({"/usr/bin/python3", "-c", kRebindingDns, nameserver, count_path}));
+  REQUIRE_MESSAGE(wait_for([&] { return dns.out().starts_with("ready") || !dns.running(); }, 10s), dns.err());
+  REQUIRE(dns.running());
+  write_file(dir.file("hello"), "hello from the address that was checked\n");
+  Child origin(egressd.in_network({"/usr/bin/python3", "-u", "-m", "http.server", "--bind", "127.0.0.1",
+                                   "--directory", dir.path(), "18080"}));
+  REQUIRE_MESSAGE(
+      wait_for([&] { return origin.out().find("Serving HTTP") != std::string::npos || !origin.running(); },
+               10s),
+      origin.err());
+
+  // The one lookup answers 127.0.0.1 (allowed_ips admits it) and that is what egressd dials: a second
+  // lookup at connect time would get 169.254.169.254, unreachable here, and a 502.
+  const Got first = get_through(egressd, "http://rebind.example.test:18080/hello");
+  CHECK(first.status == "200");
+  CHECK(first.body == "hello from the address that was checked\n");
+  CHECK(read_file(count_path) == "1");
+
+  // The next connection asks again and gets the rebound answer, which is checked like the first: refused
+  // before any dial, naming the metadata address.
+  const Got second = get_through(egressd, "http://rebind.example.test:18080/hello");
+  CHECK(second.status == "403");
+  const Json body = Json::parse(second.body);
+  CHECK(body["error"] == "ssrf_denied");
+  CHECK(body["reason"].str().find("169.254.169.254") != std::string::npos);
+  CHECK(read_file(count_path) == "2");
 }
 
 }  // namespace

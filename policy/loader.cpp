@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "policy/destination.h"
+#include "policy/matcher.h"
 #include "policy/patterns.h"
 #include "policy/source_file.h"
 
@@ -758,6 +759,7 @@ Result<std::shared_ptr<const Policy>, LoadErrors> load_policy_text(std::string_v
         policy.warnings.begin(), policy.warnings.end(),
         [](const LoadWarning& a, const LoadWarning& b) { return by_position(a.where, b.where); });
     policy.source_hash = source_hash(text, loader.resolved_targets());
+    index_rules(policy);
     return std::shared_ptr<const Policy>(std::make_shared<Policy>(std::move(policy)));
   } catch (const YAML::Exception& e) {
     const bool positioned = !e.mark.is_null();

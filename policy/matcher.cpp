@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "policy/destination.h"
@@ -157,58 +158,162 @@ bool binary_matches(const BinaryPattern& pattern, const Caller& caller) {
 
 namespace {
 
+bool lists_caller(const Rule& rule, const Caller& caller, const BinaryPattern** entry) {
+  const auto binary = std::find_if(rule.binaries.begin(), rule.binaries.end(),
+                                   [&caller](const BinaryPattern& b) { return binary_matches(b, caller); });
+  if (binary == rule.binaries.end()) return false;
+  *entry = &*binary;
+  return true;
+}
+
 // A denial audit mode lets through: attributed to the first rule in audit mode listing the caller; else,
 // when no rule lists the caller at all, the policy's own mode decides.
-void apply_audit(const Policy& policy, const Caller& caller, Decision& decision) {
+void apply_audit(const Policy& policy, const RuleIndex* index, const Caller& caller, Decision& decision) {
   if (caller.exe.empty()) return;  // an unidentified caller is a fault, never a gap in the policy
+  if (index != nullptr) {
+    // The first audit rule listing the caller is the first listing rule in file order that is in audit
+    // mode; only a policy in audit mode also needs to know whether any rule lists the caller.
+    for (const uint32_t number : index->audit_rules) {
+      const Rule& rule = policy.rules[number];
+      const BinaryPattern* binary = nullptr;
+      if (!lists_caller(rule, caller, &binary)) continue;
+      decision.audited = true;
+      decision.audit_rule = &rule;
+      decision.audit_binary = binary;
+      return;
+    }
+    if (policy.mode != Enforcement::Audit) return;
+  }
   bool listed = false;
   for (const Rule& rule : policy.rules) {
-    const auto binary =
-        std::find_if(rule.binaries.begin(), rule.binaries.end(),
-                     [&caller](const BinaryPattern& entry) { return binary_matches(entry, caller); });
-    if (binary == rule.binaries.end()) continue;
+    const BinaryPattern* binary = nullptr;
+    if (!lists_caller(rule, caller, &binary)) continue;
     listed = true;
     if (rule.mode != Enforcement::Audit) continue;
     decision.audited = true;
     decision.audit_rule = &rule;
-    decision.audit_binary = &*binary;
+    decision.audit_binary = binary;
     return;
   }
   decision.audited = !listed && policy.mode == Enforcement::Audit;
 }
 
-}  // namespace
+// One rule's part of decide(): rules are offered in file order, and the first allowing one wins.
+void consider(const Rule& rule, const EgressRequest& request, Decision& decision) {
+  const Endpoint* endpoint = matching_endpoint(rule, request.host, request.port);
+  if (endpoint == nullptr) return;
+  decision.rules_considered.push_back(rule.name);
+  if (decision.rule != nullptr) return;
+  const BinaryPattern* binary = nullptr;
+  if (!lists_caller(rule, request.caller, &binary)) return;
+  decision.verdict = Verdict::Allow;
+  decision.rule = &rule;
+  decision.endpoint = endpoint;
+  decision.binary = binary;
+  decision.reason = "allowed by policy '" + rule.name + "'";
+}
 
-Decision decide(const Policy& policy, const EgressRequest& request) {
-  Decision decision;
-  if (policy.rules.empty()) {
-    decision.reason = "network connections not allowed by policy (it has no network_policies)";
-    apply_audit(policy, request.caller, decision);
-    return decision;
-  }
-  for (const Rule& rule : policy.rules) {
-    const Endpoint* endpoint = matching_endpoint(rule, request.host, request.port);
-    if (endpoint == nullptr) continue;
-    decision.rules_considered.push_back(rule.name);
-    if (decision.rule != nullptr) continue;  // the first allowing rule in file order wins
-    const auto binary_allowed = [&request](const BinaryPattern& binary) {
-      return binary_matches(binary, request.caller);
-    };
-    if (const auto binary = std::find_if(rule.binaries.begin(), rule.binaries.end(), binary_allowed);
-        binary != rule.binaries.end()) {
-      decision.verdict = Verdict::Allow;
-      decision.rule = &rule;
-      decision.endpoint = endpoint;
-      decision.binary = &*binary;
-      decision.reason = "allowed by policy '" + rule.name + "'";
-    }
-  }
-  if (decision.verdict == Verdict::Allow) return decision;
+void conclude(const Policy& policy, const RuleIndex* index, const EgressRequest& request,
+              Decision& decision) {
+  if (decision.verdict == Verdict::Allow) return;
   decision.reason =
       decision.rules_considered.empty()
           ? "endpoint " + format_host_port(request.host, request.port) + " is not allowed by any policy"
           : binary_denied_reason(request.caller, decision.rules_considered);
-  apply_audit(policy, request.caller, decision);
+  apply_audit(policy, index, request.caller, decision);
+}
+
+std::string lowercase(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
+}
+
+void append_rules(const RuleIndex::RulesByText& map, std::string_view key, std::vector<uint32_t>& out) {
+  if (const auto found = map.find(key); found != map.end()) {
+    out.insert(out.end(), found->second.begin(), found->second.end());
+  }
+}
+
+// Every rule that has an endpoint whose host pattern can match `host` (a superset: ports and the full
+// pattern are checked afterwards), ascending.
+std::vector<uint32_t> candidate_rules(const RuleIndex& index, std::string_view host) {
+  std::vector<uint32_t> rules = index.any_host;
+  // Request hosts arrive lowercase; anything else is folded once here rather than on every lookup.
+  std::string folded;
+  if (std::any_of(host.begin(), host.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    folded = lowercase(host);
+    host = folded;
+  }
+  append_rules(index.exact_host, host, rules);
+  const std::size_t first_dot = host.find('.');
+  if (first_dot != std::string_view::npos) append_rules(index.one_label, host.substr(first_dot + 1), rules);
+  for (std::size_t dot = first_dot; dot != std::string_view::npos; dot = host.find('.', dot + 1)) {
+    append_rules(index.any_labels, host.substr(dot + 1), rules);
+  }
+  if (rules.size() > 1) {
+    std::sort(rules.begin(), rules.end());
+    rules.erase(std::unique(rules.begin(), rules.end()), rules.end());
+  }
+  return rules;
+}
+
+void add_rule(std::vector<uint32_t>& rules, uint32_t number) {
+  if (rules.empty() || rules.back() != number) rules.push_back(number);
+}
+
+// Where one endpoint's host pattern goes in the index: `*.S` and `**.S` with S all literal labels are
+// keyed by S; exact names and IP literals by themselves; every other shape is a candidate for any host.
+void index_endpoint(RuleIndex& index, const Endpoint& endpoint, uint32_t number) {
+  const HostPattern& host = endpoint.host;
+  if (endpoint.hostless()) return add_rule(index.any_host, number);
+  if (!host.is_wildcard) return add_rule(index.exact_host[lowercase(host.text)], number);
+  const std::vector<std::string>& labels = host.labels;
+  const bool literal_suffix = labels.size() >= 2 && (labels.front() == "*" || labels.front() == "**") &&
+                              std::none_of(labels.begin() + 1, labels.end(), [](const std::string& label) {
+                                return label.empty() || label.find('*') != std::string::npos;
+                              });
+  if (!literal_suffix) return add_rule(index.any_host, number);
+  std::string suffix;
+  for (std::size_t i = 1; i < labels.size(); ++i) suffix += (i == 1 ? "" : ".") + lowercase(labels[i]);
+  add_rule((labels.front() == "*" ? index.one_label : index.any_labels)[suffix], number);
+}
+
+}  // namespace
+
+void index_rules(Policy& policy) {
+  auto index = std::make_shared<RuleIndex>();
+  index->rule_count = policy.rules.size();
+  for (std::size_t i = 0; i < policy.rules.size(); ++i) {
+    const Rule& rule = policy.rules[i];
+    const auto number = static_cast<uint32_t>(i);
+    for (const Endpoint& endpoint : rule.endpoints) index_endpoint(*index, endpoint, number);
+    if (rule.mode == Enforcement::Audit) index->audit_rules.push_back(number);
+  }
+  policy.index = std::move(index);
+}
+
+Decision decide_without_index(const Policy& policy, const EgressRequest& request) {
+  Decision decision;
+  if (policy.rules.empty()) {
+    decision.reason = "network connections not allowed by policy (it has no network_policies)";
+    apply_audit(policy, nullptr, request.caller, decision);
+    return decision;
+  }
+  for (const Rule& rule : policy.rules) consider(rule, request, decision);
+  conclude(policy, nullptr, request, decision);
+  return decision;
+}
+
+Decision decide(const Policy& policy, const EgressRequest& request) {
+  const RuleIndex* index = policy.index.get();
+  if (index == nullptr || index->rule_count != policy.rules.size() || policy.rules.empty()) {
+    return decide_without_index(policy, request);
+  }
+  Decision decision;
+  for (const uint32_t number : candidate_rules(*index, request.host))
+    consider(policy.rules[number], request, decision);
+  conclude(policy, index, request, decision);
   return decision;
 }
 

@@ -52,6 +52,13 @@ struct Decision {
 // denied under a policy in audit mode. A caller whose executable is unknown is never audited.
 Decision decide(const Policy& policy, const EgressRequest& request);
 
+// Builds policy.index from policy.rules (the loader calls it last). decide() gives the same Decision with
+// or without it; with it, the cost of a decision depends on the rules that can match, not on their number.
+void index_rules(Policy& policy);
+
+// decide() over every rule in file order, ignoring policy.index: the reference the index is tested against.
+Decision decide_without_index(const Policy& policy, const EgressRequest& request);
+
 // The policy's modes in a few words, for the console: "enforce", "audit", "enforce (audit: rules 'a',
 // 'b')", "audit (enforce: rule 'c')". Equal texts mean equal modes (a reload compares them).
 std::string describe_modes(const Policy& policy);

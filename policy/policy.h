@@ -2,8 +2,13 @@
 // Built only by the loader; shared read-only between sessions as std::shared_ptr<const Policy>.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace egressd::policy {
@@ -97,6 +102,27 @@ struct LoadWarning {
   std::string message;
 };
 
+// Which rules can match a request, so that decide() looks at those instead of every rule; built by
+// index_rules() (policy/matcher.h) at load time. Only a filter: decide() still runs the full match on
+// each candidate, in file order, so the index can make a decision faster but never different. Rule
+// numbers are positions in Policy::rules, ascending in every list.
+struct RuleIndex {
+  struct TextHash {  // lets a std::string_view look up a std::string key without a copy
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const noexcept {
+      return std::hash<std::string_view>{}(text);
+    }
+  };
+  using RulesByText = std::unordered_map<std::string, std::vector<uint32_t>, TextHash, std::equal_to<>>;
+
+  std::size_t rule_count = 0;  // Policy::rules.size() when built; decide() ignores an index that disagrees
+  RulesByText exact_host;      // lowercase host or IP literal
+  RulesByText one_label;       // `*.S` by S: hosts L.S
+  RulesByText any_labels;      // `**.S` by S: hosts A.B...S
+  std::vector<uint32_t> any_host;     // rules with another endpoint shape (hostless, `*-api.x`, `a.*.x`)
+  std::vector<uint32_t> audit_rules;  // rules whose mode is Audit
+};
+
 struct Policy {
   // The top-level `mode`. Audit: every denial decide() or decide_http() would give is let through and
   // logged, except for the rules whose own `mode: enforce` keeps their binaries denied.
@@ -105,6 +131,7 @@ struct Policy {
   std::vector<LoadWarning> warnings;
   std::string source_path;  // the path it was loaded from ("<embedded>" or "<string>" otherwise)
   std::string source_hash;  // 16 hex digits identifying the source text and resolved symlink targets
+  std::shared_ptr<const RuleIndex> index;  // null: decide() scans every rule
 };
 
 }  // namespace egressd::policy

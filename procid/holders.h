@@ -1,6 +1,7 @@
 // Which processes hold a socket: a walk over every /proc/PID/fd that collects every holder (fork and
 // inheritance make several), then each holder's exe, uid, start time and ancestors. Blocking and
-// proportional to the number of processes and fds on the host: call it on a worker thread. Thread-safe.
+// proportional to the number of processes and fds on the host (split across a few threads it starts and
+// joins itself): call it on a worker thread. Thread-safe.
 #pragma once
 
 #include <sys/types.h>
@@ -20,6 +21,14 @@ namespace egressd::procid {
 // left out. Fails closed: Permission when any process's fd table or a holder's exe cannot be read (a
 // holder may be hidden), NoHolder when nobody holds it (exited, or the fd is in flight over SCM_RIGHTS).
 Result<std::vector<PeerProcess>, LookupError> find_holders(uint64_t socket_inode);
+
+// The same with the fd tables split between `threads` threads (this one included; 1: no extra thread);
+// the answer does not depend on the number. find_holders(inode) uses default_scan_threads(): one per CPU,
+// at most kMaxScanThreads. The scan is kernel-bound (readlink of every descriptor), so it speeds up with
+// cores, not beyond.
+inline constexpr unsigned kMaxScanThreads = 4;
+unsigned default_scan_threads();
+Result<std::vector<PeerProcess>, LookupError> find_holders(uint64_t socket_inode, unsigned threads);
 
 // Field 22 (starttime, clock ticks since boot) of a /proc/PID/stat line. Field 2 (comm) may hold spaces
 // and parentheses, so fields are counted after the last ')'. nullopt when malformed.

@@ -2,6 +2,8 @@
 
 #include <doctest/doctest.h>
 
+#include <cstdint>
+#include <random>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -766,6 +768,161 @@ TEST_CASE("describe_modes names the policy's mode and the rules in the other one
     CAPTURE(yaml);
     CHECK(describe_modes(*policy_from_yaml(yaml)) == want);
   }
+}
+
+}  // namespace
+}  // namespace egressd::policy
+
+namespace egressd::policy {
+namespace {
+
+// Random policies over a small vocabulary, so that hosts, patterns and binaries collide often.
+struct RandomPolicy {
+  std::mt19937 random;
+  explicit RandomPolicy(unsigned seed) : random(seed) {}
+
+  int below(int n) { return std::uniform_int_distribution<int>(0, n - 1)(random); }
+  template <std::size_t N>
+  const char* one_of(const char* const (&choices)[N]) {
+    return choices[below(static_cast<int>(N))];
+  }
+  std::string labels(int count) {
+    static const char* const kLabels[] = {"a", "b", "api", "example", "com", "org", "x-api"};
+    std::string out;
+    for (int i = 0; i < count; ++i) out += (i == 0 ? "" : ".") + std::string(one_of(kLabels));
+    return out;
+  }
+  std::string host_pattern() {
+    // A wildcard needs its last two labels literal.
+    switch (below(9)) {
+      case 0:
+        return "*." + labels(2 + below(2));
+      case 1:
+        return "**." + labels(2 + below(2));
+      case 2:
+        return "*-api." + labels(2 + below(2));
+      case 3:
+        return labels(1) + ".*." + labels(2);
+      case 4:
+        return "10.0.0." + std::to_string(1 + below(2));
+      case 5:
+        return "2001:db8::" + std::to_string(1 + below(2));
+      default:
+        return labels(1 + below(3));
+    }
+  }
+  std::string endpoint() {
+    const std::string ports = one_of({"port: 443", "port: 80", "ports: [80, 443]"});
+    if (below(10) == 0) return "{ " + ports + ", allowed_ips: [10.0.0.0/24] }";
+    return "{ host: \"" + host_pattern() + "\", " + ports + " }";
+  }
+  std::string binary() {
+    const std::string children = below(4) == 0 ? ", children: true" : "";
+    return "{ path: \"" + std::string(one_of({"/usr/bin/a", "/usr/bin/b", "/opt/*/run", "/usr/**"})) + "\"" +
+           children + " }";
+  }
+  std::string yaml() {
+    std::string text =
+        "version: 1\n" + std::string(below(3) == 0 ? "mode: audit\n" : "") + "network_policies:\n";
+    const int rules = below(12);
+    for (int r = 0; r < rules; ++r) {
+      text += "  r" + std::to_string(r) + ":\n";
+      if (below(4) == 0) text += std::string("    mode: ") + one_of({"audit", "enforce"}) + "\n";
+      text += "    endpoints: [" + endpoint();
+      for (int e = below(3); e > 0; --e) text += ", " + endpoint();
+      text += "]\n    binaries: [" + binary();
+      for (int b = below(2); b > 0; --b) text += ", " + binary();
+      text += "]\n";
+    }
+    return text;
+  }
+  std::string request_host() {
+    switch (below(6)) {
+      case 0:
+        return "10.0.0." + std::to_string(below(3));
+      case 1:
+        return "2001:db8::" + std::to_string(below(3));
+      case 2:
+        return "API." + labels(below(4));  // upper case, and sometimes "API." alone
+      default:
+        return labels(1 + below(4));
+    }
+  }
+  Caller caller() {
+    Caller caller;
+    caller.exe = one_of({"/usr/bin/a", "/usr/bin/b", "/opt/tool/run", "/usr/local/bin/c", ""});
+    if (below(2) == 0) caller.ancestors.push_back(one_of({"/usr/bin/a", "/usr/bin/b", "/bin/sh"}));
+    return caller;
+  }
+};
+
+std::string rule_name(const Rule* rule) {
+  return rule == nullptr ? "-" : rule->name;
+}
+
+TEST_CASE(
+    "the rule index never changes a decision: indexed and full-scan decide() agree on random policies") {
+  RandomPolicy random(20261123);
+  int allowed = 0;
+  int compared = 0;
+  for (int p = 0; p < 300; ++p) {
+    const std::string yaml = random.yaml();
+    const auto policy = policy_from_yaml(yaml);
+    REQUIRE(policy->index != nullptr);
+    for (int q = 0; q < 60; ++q) {
+      const Caller caller = random.caller();
+      const std::string host = random.request_host();
+      const auto port = static_cast<uint16_t>(random.below(2) == 0 ? 443 : 80);
+      const EgressRequest request{caller, host, port};
+      const Decision indexed = decide(*policy, request);
+      const Decision full = decide_without_index(*policy, request);
+      CAPTURE(yaml);
+      CAPTURE(caller.exe);
+      CAPTURE(host);
+      CAPTURE(port);
+      REQUIRE(indexed.verdict == full.verdict);
+      REQUIRE(indexed.rule == full.rule);
+      REQUIRE(indexed.endpoint == full.endpoint);
+      REQUIRE(indexed.binary == full.binary);
+      REQUIRE(indexed.reason == full.reason);
+      REQUIRE(indexed.rules_considered == full.rules_considered);
+      REQUIRE(indexed.audited == full.audited);
+      REQUIRE(rule_name(indexed.audit_rule) == rule_name(full.audit_rule));
+      REQUIRE(indexed.audit_binary == full.audit_binary);
+      allowed += indexed.verdict == Verdict::Allow;
+      ++compared;
+    }
+  }
+  // The vocabulary is small enough that both verdicts are common; a generator that only denies proves little.
+  CHECK(allowed > compared / 20);
+  CHECK(allowed < compared - compared / 20);
+}
+
+TEST_CASE("the rule index files each host shape where decide() looks for it") {
+  const auto policy = policy_from_yaml(R"(
+version: 1
+network_policies:
+  exact: { endpoints: [{ host: API.Example.com, port: 443 }], binaries: [{ path: /usr/bin/a }] }
+  one: { endpoints: [{ host: "*.example.com", port: 443 }], binaries: [{ path: /usr/bin/a }] }
+  many: { endpoints: [{ host: "**.example.com", port: 443 }], binaries: [{ path: /usr/bin/a }] }
+  glob: { endpoints: [{ host: "*-api.example.com", port: 443 }], binaries: [{ path: /usr/bin/a }] }
+  ips: { endpoints: [{ port: 443, allowed_ips: [10.0.0.0/8] }], binaries: [{ path: /usr/bin/a }] }
+  audited: { mode: audit, endpoints: [{ host: "10.1.2.3", port: 80 }], binaries: [{ path: /usr/bin/a }] }
+)");
+  REQUIRE(policy->index != nullptr);
+  const RuleIndex& index = *policy->index;
+  CHECK(index.rule_count == 6);
+  CHECK(index.exact_host.at("api.example.com") == std::vector<uint32_t>{0});
+  CHECK(index.one_label.at("example.com") == std::vector<uint32_t>{1});
+  CHECK(index.any_labels.at("example.com") == std::vector<uint32_t>{2});
+  CHECK(index.any_host == std::vector<uint32_t>{3, 4});
+  CHECK(index.exact_host.at("10.1.2.3") == std::vector<uint32_t>{5});
+  CHECK(index.audit_rules == std::vector<uint32_t>{5});
+  const Caller caller{"/usr/bin/a", {}};
+  CHECK(decide(*policy, {caller, "api.example.com", 443}).rules_considered ==
+        std::vector<std::string>{"exact", "one", "many"});
+  CHECK(decide(*policy, {caller, "x.y.example.com", 443}).rules_considered ==
+        std::vector<std::string>{"many"});
 }
 
 }  // namespace

@@ -7,10 +7,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <doctest/doctest.h>
 
@@ -109,45 +111,70 @@ TEST_CASE("a socket nobody holds any more has no holder") {
 
 TEST_CASE("a scanner without CAP_SYS_PTRACE fails closed on processes it cannot inspect" *
           doctest::timeout(10)) {
+  // Whichever scanning thread meets the unreadable process, the whole scan fails.
+  for (const unsigned threads : {1u, kMaxScanThreads}) {
+    CAPTURE(threads);
+    const auto listener = loopback::listen_on(AF_INET, "127.0.0.1");
+    const Connection connection = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+    const uint64_t inode = loopback::inode_of(connection.client.get());
+    int report[2];
+    REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      // Become nobody: leaving uid 0 clears the permitted and effective capability sets.
+      ::close(report[0]);
+      if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+          ::setresuid(65534, 65534, 65534) != 0) {
+        ::_exit(2);
+      }
+      const auto holders = find_holders(inode, threads);
+      const std::string line =
+          holders ? "found"
+                  : std::to_string(static_cast<int>(holders.error().stage)) + " " + holders.error().detail;
+      (void)!::write(report[1], line.data(), line.size());
+      ::_exit(0);
+    }
+    ::close(report[1]);
+    loopback::Child child(pid, OwnedFd());
+    const OwnedFd reader(report[0]);
+    std::string line;
+    char chunk[512];
+    for (;;) {
+      pollfd ready{reader.get(), POLLIN, 0};
+      REQUIRE_MESSAGE(::poll(&ready, 1, 10'000) == 1, "the unprivileged scan did not finish within 10 s");
+      const ssize_t n = ::read(reader.get(), chunk, sizeof chunk);
+      REQUIRE(n >= 0);
+      if (n == 0) break;
+      line.append(chunk, static_cast<size_t>(n));
+    }
+    REQUIRE(child.exit_and_reap() == 0);
+    CAPTURE(line);
+    const std::string permission = std::to_string(static_cast<int>(LookupError::Stage::Permission)) + " ";
+    CHECK(line.starts_with(permission + "cannot inspect /proc/"));
+    CHECK(line.ends_with("/fd (permission denied); egressd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"));
+  }
+}
+
+TEST_CASE("the scan finds every one of many holders, with one thread and with several" *
+          doctest::timeout(30)) {
   const auto listener = loopback::listen_on(AF_INET, "127.0.0.1");
   const Connection connection = loopback::connect_to(listener, AF_INET, "127.0.0.1");
   const uint64_t inode = loopback::inode_of(connection.client.get());
-  int report[2];
-  REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
-  const pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    // Become nobody: leaving uid 0 clears the permitted and effective capability sets.
-    ::close(report[0]);
-    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-        ::setresuid(65534, 65534, 65534) != 0) {
-      ::_exit(2);
-    }
-    const auto holders = find_holders(inode);
-    const std::string line =
-        holders ? "found"
-                : std::to_string(static_cast<int>(holders.error().stage)) + " " + holders.error().detail;
-    (void)!::write(report[1], line.data(), line.size());
-    ::_exit(0);
+  // Enough holders to fill many of the chunks the threads take in turn.
+  std::vector<loopback::Child> children;
+  for (int i = 0; i < 80; ++i) children.push_back(loopback::fork_holder());
+  std::vector<pid_t> want{::getpid()};
+  for (const loopback::Child& child : children) want.push_back(child.pid());
+  std::sort(want.begin(), want.end());
+  for (const unsigned threads : {1u, 2u, kMaxScanThreads}) {
+    CAPTURE(threads);
+    const auto holders = find_holders(inode, threads);
+    if (!holders) FAIL(holders.error().message());
+    std::vector<pid_t> pids;
+    for (const PeerProcess& holder : *holders) pids.push_back(holder.pid);
+    CHECK(pids == want);
   }
-  ::close(report[1]);
-  loopback::Child child(pid, OwnedFd());
-  const OwnedFd reader(report[0]);
-  std::string line;
-  char chunk[512];
-  for (;;) {
-    pollfd ready{reader.get(), POLLIN, 0};
-    REQUIRE_MESSAGE(::poll(&ready, 1, 10'000) == 1, "the unprivileged scan did not finish within 10 s");
-    const ssize_t n = ::read(reader.get(), chunk, sizeof chunk);
-    REQUIRE(n >= 0);
-    if (n == 0) break;
-    line.append(chunk, static_cast<size_t>(n));
-  }
-  REQUIRE(child.exit_and_reap() == 0);
-  CAPTURE(line);
-  const std::string permission = std::to_string(static_cast<int>(LookupError::Stage::Permission)) + " ";
-  CHECK(line.starts_with(permission + "cannot inspect /proc/"));
-  CHECK(line.ends_with("/fd (permission denied); egressd needs CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH"));
 }
 
 }  // namespace

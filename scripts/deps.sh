@@ -20,7 +20,9 @@ ensure_packages() {
 BUILD_PACKAGES=(cmake ninja-build g++ pkg-config libuv1-dev libssl-dev libyaml-cpp-dev libfmt-dev
                 libspdlog-dev doctest-dev node-llhttp)
 # What the tests drive: real clients.
-TEST_PACKAGES=(curl ca-certificates systemd openssl python3 python3-requests wget nodejs node-undici git iproute2 nftables python3-yaml python3-pip)
+TEST_PACKAGES=(curl ca-certificates systemd openssl python3 python3-requests wget nodejs node-undici git iproute2 nftables python3-yaml python3-pip groff-base nginx)
 # What scripts/fuzz needs on top of BUILD_PACKAGES: clang, libFuzzer and the sanitizer runtimes
 # (libclang-rt-dev), and llvm-symbolizer (llvm) for readable stacks.
 FUZZ_PACKAGES=(clang libclang-rt-dev llvm)
+# What bench/run compares egressd with (nginx is the origin; the quick bench, a test, needs it too).
+BENCH_PACKAGES=(nginx squid-openssl tinyproxy mitmproxy)

@@ -1,7 +1,7 @@
-// `cmake --install` into a temporary DESTDIR: the binary, the unit (ExecStart naming the installed binary,
-// wherever the prefix chosen at install time puts it), /etc/egressd/egressd.yaml and policy.yaml, and
-// never an overwritten config. The installed unit passes systemd-analyze verify against the installed
-// binary.
+// `cmake --install` into a temporary DESTDIR: the binary, the man page, the unit (ExecStart naming the
+// installed binary, wherever the prefix chosen at install time puts it), /etc/egressd/egressd.yaml and
+// policy.yaml, and never an overwritten config. The installed unit passes systemd-analyze verify against the
+// installed binary.
 #include <doctest/doctest.h>
 #include <unistd.h>
 
@@ -28,7 +28,7 @@ bool executable(const std::string& path) {
   return ::access(path.c_str(), X_OK) == 0 && std::filesystem::is_regular_file(path);
 }
 
-TEST_CASE("cmake --install lays out the binary, the unit, egressd.yaml and the example policy" *
+TEST_CASE("cmake --install lays out the binary, the man page, the unit, egressd.yaml and the example policy" *
           doctest::timeout(180)) {
   const TempDir root;
   const RunResult installed = install(root, "/usr/local");
@@ -43,6 +43,7 @@ TEST_CASE("cmake --install lays out the binary, the unit, egressd.yaml and the e
         std::string::npos);
   CHECK(read_file(root.path() + "/etc/egressd/egressd.yaml") == source_file("systemd/egressd.yaml"));
   CHECK(read_file(root.path() + "/etc/egressd/policy.yaml") == source_file("policies/example.yaml"));
+  CHECK(read_file(root.path() + "/usr/local/share/man/man1/egressd.1") == source_file("docs/egressd.1"));
 
   // The installed binary runs and accepts the installed policy.
   const RunResult check = run({binary, "check", root.path() + "/etc/egressd/policy.yaml"});

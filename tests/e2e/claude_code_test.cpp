@@ -505,19 +505,6 @@ struct PublicHosts {
 
 constexpr const char* kPresignedPath = "/any/claude/2.1.0/linux-x64/claude?X-Amz-Signature=0123abcd";
 
-std::string percent_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += {'%', kHex[c >> 4], kHex[c & 15]};
-    }
-  }
-  return out;
-}
-
 TEST_CASE(
     "mirror: curl from an install script and wget follow the 302 to S3, and S3 asked directly is refused" *
     doctest::timeout(90)) {

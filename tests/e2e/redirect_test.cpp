@@ -18,21 +18,6 @@ constexpr const char* kCdn = "cdn.example.com";
 constexpr const char* kEdge = "edge.example.com";
 constexpr const char* kS3 = "claude-dl.s3.eu-central-1.amazonaws.com";
 
-std::string percent_encode(std::string_view text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : text) {
-    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
-}
-
 // One HTTPS origin answering for every name (egressd resolves them all to 127.0.0.1).
 struct Hosts {
   Hosts()

@@ -2,8 +2,10 @@
 // egressd for something (a CONNECT tunnel, an absolute-form request) reduced to the status it answered.
 #pragma once
 
+#include <cctype>
 #include <chrono>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "tests/support/egressd.h"
@@ -59,6 +61,20 @@ inline Got get_through(const Egressd& egressd, const std::string& url, std::vect
   const size_t newline = result.out.rfind('\n');
   if (newline == std::string::npos) return {"", result.out + result.err, result.exit_code};
   return {result.out.substr(newline + 1), result.out.substr(0, newline), result.exit_code};
+}
+
+// `text` with every byte but RFC 3986's unreserved ones as %XX: a whole URL as one query value.
+inline std::string percent_encode(std::string_view text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : text) {
+    if (std::isalnum(c) != 0 || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += {'%', kHex[c >> 4], kHex[c & 15]};
+    }
+  }
+  return out;
 }
 
 }  // namespace egressd::test::e2e

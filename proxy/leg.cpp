@@ -1,6 +1,6 @@
 #include "proxy/leg.h"
 
-#include <cstdlib>
+#include <new>
 
 #include <fmt/format.h>
 
@@ -9,11 +9,13 @@
 namespace egressd::proxy {
 namespace {
 
-constexpr size_t kReadBytes = 64 * 1024;
+// What a TLS leg reads at once: OpenSSL's memory BIOs keep the capacity of the largest write they took
+// for as long as the connection lives, so an intercepted session stays as small as it was before #6.
+constexpr size_t kTlsReadBytes = 64 * 1024;
 
 struct WriteOp {
   uv_write_t req{};
-  std::string bytes;
+  std::string bytes;  // what is written starts at some offset: the socket may have taken the front already
 };
 
 struct ShutdownOp {
@@ -22,12 +24,6 @@ struct ShutdownOp {
 
 struct ConnectOp {
   uv_connect_t req{};
-};
-
-// The read buffer libuv fills: malloc'd in alloc, freed after on_read whatever happened.
-struct ReadBuffer {
-  char* base;
-  ~ReadBuffer() { std::free(base); }
 };
 
 }  // namespace
@@ -67,6 +63,7 @@ int Leg::connect(uv_loop_t* loop, const sockaddr* address) {
 void Leg::close() {
   tcp_.close();
   tls_.reset();
+  read_buffer_.reset();
   want_read_ = reading_ = throttled_ = backlog_reported_ = eof_ = false;
   shutdowns_pending_ = 0;
 }
@@ -77,17 +74,33 @@ size_t Leg::queued_bytes() const {
 
 // ---- libuv trampolines ---------------------------------------------------------------------------
 
-void Leg::uv_on_alloc(uv_handle_t* /*handle*/, size_t /*suggested*/, uv_buf_t* buf) noexcept {
-  buf->base = static_cast<char*>(std::malloc(kReadBytes));
-  buf->len = buf->base == nullptr ? 0 : kReadBytes;
+// One buffer per leg, kept from one read to the next while reads fill it: a read costs no allocation
+// while a transfer runs, and nothing while the leg is idle (#6).
+void Leg::uv_on_alloc(uv_handle_t* handle, size_t /*suggested*/, uv_buf_t* buf) noexcept {
+  auto* self = static_cast<Leg*>(handle->data);
+  *buf = uv_buf_init(nullptr, 0);  // libuv then reports UV_ENOBUFS
+  if (self == nullptr) return;
+  if (!self->read_buffer_) {
+    self->read_buffer_.reset(new (std::nothrow) char[kReadBytes]);  // uninitialized: read() fills it
+    if (!self->read_buffer_) return;
+  }
+  *buf = uv_buf_init(self->read_buffer_.get(), self->tls_ ? kTlsReadBytes : kReadBytes);
 }
 
 void Leg::uv_on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) noexcept {
-  const ReadBuffer owned{buf->base};
   auto* self = static_cast<Leg*>(stream->data);
-  if (self == nullptr || nread == 0) return;
+  if (self == nullptr) return;
+  // This callback holds the buffer while the session sees the bytes: if it closes this leg meanwhile,
+  // close() must not free them. The leg takes the buffer back only if data keeps coming on this socket.
+  std::unique_ptr<char[]> held;
+  if (self->read_buffer_.get() == buf->base) held = std::move(self->read_buffer_);
   if (nread < 0) return self->on_read_end(nread);
-  self->on_read(std::string_view(buf->base, static_cast<size_t>(nread)));
+  if (nread > 0) self->on_read(std::string_view(buf->base, static_cast<size_t>(nread)));
+  // The Leg outlives this callback (a Session is freed only after it returns; see Server::retire).
+  const bool more_coming = static_cast<size_t>(nread) == buf->len;
+  if (held && more_coming && self->reading_ && self->tcp_.stream() == stream && !self->read_buffer_) {
+    self->read_buffer_ = std::move(held);
+  }
 }
 
 void Leg::uv_on_write(uv_write_t* req, int status) noexcept {
@@ -165,8 +178,20 @@ void Leg::on_ciphertext(std::string_view bytes) {
 
 void Leg::send(std::string bytes) {
   if (bytes.empty() || !tcp_) return;
-  if (!tls_) return write_raw(std::move(bytes));
-  if (auto written = tls_->write_plaintext(bytes); !written) {
+  if (tls_) return encrypt_and_send(bytes);
+  const size_t written = write_now(bytes);
+  if (written < bytes.size()) queue_write(std::move(bytes), written);
+}
+
+void Leg::send_borrowed(std::string_view bytes) {
+  if (bytes.empty() || !tcp_) return;
+  if (tls_) return encrypt_and_send(bytes);
+  const size_t written = write_now(bytes);
+  if (written < bytes.size()) queue_write(std::string(bytes.substr(written)), 0);
+}
+
+void Leg::encrypt_and_send(std::string_view plaintext) {
+  if (auto written = tls_->write_plaintext(plaintext); !written) {
     return events_.on_leg_write_failed(id_, written.error().detail);
   }
   flush_ciphertext();
@@ -175,14 +200,26 @@ void Leg::send(std::string bytes) {
 void Leg::flush_ciphertext() {
   if (!tls_ || !tcp_) return;
   std::string out = tls_->take_ciphertext();
-  if (!out.empty()) write_raw(std::move(out));
+  if (out.empty()) return;
+  const size_t written = write_now(out);
+  if (written < out.size()) queue_write(std::move(out), written);
 }
 
-void Leg::write_raw(std::string bytes) {
+// uv_write needs the bytes until its callback, one loop iteration later, even when the socket took them
+// all at once (it nearly always does while a tunnel keeps up): writing what we can first lets a relay
+// forward its read buffer without copying it. Only an empty write queue may be bypassed (libuv answers
+// UV_EAGAIN otherwise), so the byte order holds. A failure is left to uv_write, which reports it.
+size_t Leg::write_now(std::string_view bytes) {
+  uv_buf_t buf = uv_buf_init(const_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+  const int rc = uv_try_write(tcp_.stream(), &buf, 1);
+  return rc > 0 ? static_cast<size_t>(rc) : 0;
+}
+
+void Leg::queue_write(std::string bytes, size_t from) {
   auto op = std::make_unique<WriteOp>();
   op->bytes = std::move(bytes);
   op->req.data = op.get();
-  uv_buf_t buf = uv_buf_init(op->bytes.data(), static_cast<unsigned>(op->bytes.size()));
+  uv_buf_t buf = uv_buf_init(op->bytes.data() + from, static_cast<unsigned>(op->bytes.size() - from));
   if (int rc = uv_write(&op->req, tcp_.stream(), &buf, 1, uv_on_write); rc != 0) {
     return events_.on_leg_write_failed(id_, fmt::format("uv_write: {}", uv_err_name(rc)));
   }
@@ -199,7 +236,7 @@ void Leg::on_write_done(int status) {
     return events_.on_leg_write_failed(
         id_, fmt::format("write to {} failed: {}", leg_name(id_), uv_err_name(status)));
   }
-  if (backlog_reported_ && queued_bytes() < kLowWatermark) {
+  if (backlog_reported_ && queued_bytes() <= kLowWatermark) {
     backlog_reported_ = false;
     events_.on_leg_backlog(id_, false);
   }
@@ -246,6 +283,7 @@ void Leg::update_reading() {
     }
   } else {
     uv_read_stop(tcp_.stream());
+    read_buffer_.reset();
   }
   reading_ = should;
 }

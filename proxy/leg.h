@@ -33,7 +33,7 @@ class LegEvents {
   virtual void on_leg_handshake(LegId leg, Result<void, tls::TlsError> result) = 0;  // TLS is up, or failed
   virtual void on_leg_write_failed(LegId leg, std::string_view why) = 0;
   virtual void on_leg_shutdown_done(LegId leg) = 0;
-  // The write queue went above the high watermark (true) or back below the low one (false).
+  // The write queue went above Leg::kHighWatermark (true), or back down to Leg::kLowWatermark (false).
   virtual void on_leg_backlog(LegId leg, bool high) = 0;
 
  protected:
@@ -42,8 +42,16 @@ class LegEvents {
 
 class Leg {
  public:
-  static constexpr size_t kHighWatermark = 1024 * 1024;  // report a backlog above this many queued bytes
-  static constexpr size_t kLowWatermark = 256 * 1024;    // and its end below this
+  // Backpressure: a leg reports a backlog once more than kHighWatermark bytes wait in its write queue,
+  // and its end once no more than kLowWatermark do. Both are zero: as soon as the socket does not take a
+  // write at once, the owner stops reading what would only queue up behind it, so bytes in flight wait
+  // in the kernel's socket buffers instead of being copied into ours (#6: with up to 1 MiB queued here,
+  // every read while the client lagged cost an allocation and a copy).
+  static constexpr size_t kHighWatermark = 0;
+  static constexpr size_t kLowWatermark = 0;
+  // The most one read takes without TLS (64 KiB with it). Held only while reads keep filling it; larger
+  // reads mean fewer system calls, and fewer wake-ups of the peer, per byte relayed (#6).
+  static constexpr size_t kReadBytes = 256 * 1024;
 
   Leg(LegId id, LegEvents& events, SessionId session) : id_(id), events_(events), session_(session) {}
   Leg(const Leg&) = delete;
@@ -60,7 +68,11 @@ class Leg {
   void start_tls(tls::TlsEngine engine, std::string_view received = {});
 
   // Queues plaintext (encrypted first when TLS is on). Failures arrive through on_leg_write_failed.
+  // Without TLS, what the socket takes at once is written before returning; only the rest is queued.
   void send(std::string bytes);
+  // The same for bytes the caller keeps (valid for this call only, e.g. another leg's read buffer):
+  // only what the socket does not take at once is copied.
+  void send_borrowed(std::string_view bytes);
   // After every queued write: a TLS close_notify, then a TCP FIN. on_leg_shutdown_done follows.
   void shutdown();
   void want_reading(bool want);
@@ -89,14 +101,20 @@ class Leg {
   void on_write_done(int status);
   void on_shutdown_done();
   void on_ciphertext(std::string_view bytes);  // TLS: feed, drive the handshake, deliver plaintext
+  void encrypt_and_send(std::string_view plaintext);
   void flush_ciphertext();
-  void write_raw(std::string bytes);
+  size_t write_now(std::string_view bytes);          // what the socket took at once, without queuing
+  void queue_write(std::string bytes, size_t from);  // bytes[from..] after what is already queued
   void update_reading();
 
   const LegId id_;
   LegEvents& events_;  // the Session that owns this leg
   const SessionId session_;
   UvHandle<uv_tcp_t> tcp_;
+  // Where reads land. Held only while data keeps coming (a read that fills it); a read that drains the
+  // socket, stopping reading and close() free it, so an idle leg holds no buffer. While a read callback
+  // runs, that callback holds it instead (the session may close this leg from there).
+  std::unique_ptr<char[]> read_buffer_;
   std::optional<tls::TlsEngine> tls_;
   bool want_read_ = false;
   bool reading_ = false;

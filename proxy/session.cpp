@@ -159,7 +159,7 @@ void Session::on_leg_data(LegId from, std::string_view bytes) {
   switch (phase_) {
     case Phase::Tunneling:
       (from_client ? bytes_up_ : bytes_down_) += bytes.size();
-      return leg(from_client ? LegId::Upstream : LegId::Client).send(std::string(bytes));
+      return leg(from_client ? LegId::Upstream : LegId::Client).send_borrowed(bytes);
     case Phase::Sniffing:
       if (from_client) return sniff(bytes);
       if (by_redirect_grant_ || endpoint_->protocol == policy::Protocol::Rest) {
@@ -172,7 +172,7 @@ void Session::on_leg_data(LegId from, std::string_view bytes) {
       }
       start_tunnel({});
       bytes_down_ += bytes.size();
-      return client_.send(std::string(bytes));
+      return client_.send_borrowed(bytes);
     case Phase::ReadingHead:
     case Phase::Discarding:
       if (from_client) return feed_client(bytes);

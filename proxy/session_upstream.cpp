@@ -270,7 +270,7 @@ void Session::start_tunnel(std::string_view upstream_bytes) {
   arm_timer(server_.settings().idle_timeout_ms);
   if (!upstream_bytes.empty()) {
     bytes_up_ += upstream_bytes.size();
-    upstream_.send(std::string(upstream_bytes));
+    upstream_.send_borrowed(upstream_bytes);
   }
   client_.want_reading(true);
   upstream_.want_reading(true);

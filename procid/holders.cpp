@@ -12,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <mutex>
+#include <span>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -64,14 +65,6 @@ LookupError unreadable(pid_t pid, std::string_view entry, int errno_value) {
   return lookup_error(LookupError::Stage::Process, errno_value, pid,
                       "cannot read " + path + ": " + errno_text(errno_value));
 }
-
-// A pid whose fd table links to the socket, pinned by its /proc/PID directory: if the process exits and
-// the pid is reused, reads through this descriptor fail with ESRCH instead of describing the newcomer.
-struct Candidate {
-  pid_t pid = 0;
-  UniqueFd dir;
-  std::vector<std::string> fd_links;  // "fd/N" for each N linking to the socket
-};
 
 // Result<..., int>: errno on failure, EINVAL when the file was read but is malformed.
 Result<uint64_t, int> read_start_time(int pid_dir) {
@@ -138,20 +131,38 @@ std::vector<Ancestor> read_ancestors(int proc_dir, pid_t parent) {
   return chain;
 }
 
-// One pass over /proc, shared by the scanning threads: what every per-process step needs, and egressd's
-// own status, read on first need.
+// One pass over /proc, shared by the scanning threads: the sockets asked about, and egressd's own status,
+// read on first need.
 struct Scan {
   int proc_dir = -1;
-  std::string link;  // "socket:[INODE]"
+  std::vector<uint64_t> inodes;  // sorted, unique
   std::mutex self_mutex;
   std::optional<ProcessStatus> self;  // guarded by self_mutex
 };
 
-// A process whose fd table links to the socket, before it is pinned and described.
+// One of the sockets asked about, under one of a process's descriptors.
+struct Held {
+  uint64_t inode = 0;
+  std::string fd_link;  // "fd/N"
+};
+
+// A process whose fd table links to at least one of the sockets, before it is pinned and described.
 struct Match {
   pid_t pid = 0;
-  std::vector<std::string> fd_links;  // "fd/N" for each N linking to the socket
+  std::vector<Held> held;
 };
+
+std::string socket_link(uint64_t inode) {
+  return "socket:[" + std::to_string(inode) + "]";
+}
+
+// The inode of a "socket:[N]" link target; 0 for anything else (no socket has inode 0).
+uint64_t socket_inode_of(std::string_view target) {
+  constexpr std::string_view kPrefix = "socket:[";
+  if (!target.starts_with(kPrefix) || !target.ends_with(']')) return 0;
+  return parse_decimal<uint64_t>(target.substr(kPrefix.size(), target.size() - kPrefix.size() - 1))
+      .value_or(0);
+}
 
 Result<ProcessStatus, LookupError> own_status(Scan& scan) {
   const std::lock_guard lock(scan.self_mutex);
@@ -188,7 +199,7 @@ Result<std::optional<Match>, LookupError> refused(Scan& scan, pid_t pid, int err
 
 // Walks one process's fd table with getdents64 and readlinkat relative to the open /proc/PID/fd: two
 // syscalls per process and one per descriptor, no path strings, no DIR allocation. nullopt: the process
-// does not hold the socket (or has exited).
+// holds none of the sockets (or has exited).
 Result<std::optional<Match>, LookupError> scan_process(Scan& scan, pid_t pid) {
   char path[32];
   const auto [end, ec] = std::to_chars(path, path + sizeof path - 4, pid);
@@ -202,7 +213,7 @@ Result<std::optional<Match>, LookupError> scan_process(Scan& scan, pid_t pid) {
     return unexpected(unreadable(pid, "fd", error));
   }
   Match match;
-  // Sized above the longest "socket:[N]", so a longer (truncated) target can never compare equal.
+  // Sized above the longest "socket:[N]", so a longer (truncated) target can never parse as one.
   char target[64];
   alignas(dirent64) char entries[8192];
   for (;;) {
@@ -227,12 +238,13 @@ Result<std::optional<Match>, LookupError> scan_process(Scan& scan, pid_t pid) {
         if (denied(error)) return refused(scan, pid, error);
         return unexpected(unreadable(pid, std::string("fd/") + entry->d_name, error));
       }
-      if (std::string_view(target, static_cast<size_t>(n)) == scan.link) {
-        match.fd_links.push_back(std::string("fd/") + entry->d_name);
+      const uint64_t inode = socket_inode_of(std::string_view(target, static_cast<size_t>(n)));
+      if (inode != 0 && std::binary_search(scan.inodes.begin(), scan.inodes.end(), inode)) {
+        match.held.push_back(Held{inode, std::string("fd/") + entry->d_name});
       }
     }
   }
-  if (match.fd_links.empty()) return std::optional<Match>();
+  if (match.held.empty()) return std::optional<Match>();
   match.pid = pid;
   return std::optional<Match>(std::move(match));
 }
@@ -292,19 +304,17 @@ class ParallelScan {
   std::optional<LookupError> error_;  // guarded by mutex_
 };
 
-// Reads a holder through its pinned directory, then checks that it is still the same process and still
-// holds the socket. nullopt: it exited, was replaced, or let go of the socket meanwhile.
-Result<std::optional<PeerProcess>, LookupError> describe(int proc_dir, const Candidate& holder,
-                                                         std::string_view link) {
-  const int dir = holder.dir.get();
+// Reads a process through its pinned directory: start time, exe, uid and ancestors, then the start time
+// again. nullopt: it exited or was replaced meanwhile.
+Result<std::optional<PeerProcess>, LookupError> describe(int proc_dir, pid_t pid, int dir) {
   const auto fail = [&](std::string_view entry,
                         int errno_value) -> Result<std::optional<PeerProcess>, LookupError> {
     if (vanished(errno_value)) return std::optional<PeerProcess>();
-    return unexpected(unreadable(holder.pid, entry, errno_value));
+    return unexpected(unreadable(pid, entry, errno_value));
   };
 
   PeerProcess process;
-  process.pid = holder.pid;
+  process.pid = pid;
   const auto start_time = read_start_time(dir);
   if (!start_time) return fail("stat", start_time.error());
   process.start_time = *start_time;
@@ -317,17 +327,40 @@ Result<std::optional<PeerProcess>, LookupError> describe(int proc_dir, const Can
   process.uid = status->uid;
   process.ancestors = read_ancestors(proc_dir, status->ppid);
 
-  // Pid reuse: the dirfd already turns a reused pid into ESRCH; the start time and the fd are re-read so
-  // the description provably belongs to a process that still holds the socket now.
+  // Pid reuse: the dirfd already turns a reused pid into ESRCH; the start time is re-read so the
+  // description provably belongs to the process the directory was opened on.
   const auto start_time_again = read_start_time(dir);
   if (!start_time_again) return fail("stat", start_time_again.error());
   if (*start_time_again != process.start_time) return std::optional<PeerProcess>();
-  for (const std::string& fd : holder.fd_links) {
-    const auto target = read_link_at(dir, fd.c_str());
-    if (target && *target == link) return std::optional<PeerProcess>(std::move(process));
-    if (!target && !vanished(target.error())) return fail(fd, target.error());
+  return std::optional<PeerProcess>(std::move(process));
+}
+
+// Whether the described process still holds the socket, read after describing it through the same pinned
+// directory: a pid reused since the scan describes either a process that holds it (a holder like any
+// other) or nobody.
+Result<bool, LookupError> still_holds(pid_t pid, int dir, std::string_view fd_link, std::string_view link) {
+  const std::string path(fd_link);
+  const auto target = read_link_at(dir, path.c_str());
+  if (target) return *target == link;
+  if (vanished(target.error())) return false;
+  return unexpected(unreadable(pid, fd_link, target.error()));
+}
+
+std::vector<pid_t> list_pids(DIR* proc, Result<void, LookupError>& status) {
+  std::vector<pid_t> pids;
+  for (;;) {
+    errno = 0;
+    const dirent* entry = ::readdir(proc);
+    if (entry == nullptr) {
+      if (errno != 0) {
+        status = unexpected(lookup_error(LookupError::Stage::Permission, errno, 0,
+                                         "cannot list /proc: " + errno_text(errno)));
+      }
+      return pids;
+    }
+    const auto pid = parse_decimal<pid_t>(entry->d_name);
+    if (pid && *pid > 0) pids.push_back(*pid);
   }
-  return std::optional<PeerProcess>();  // it closed every descriptor of the socket meanwhile
 }
 
 }  // namespace
@@ -398,61 +431,89 @@ Result<std::vector<PeerProcess>, LookupError> find_holders(uint64_t socket_inode
 }
 
 Result<std::vector<PeerProcess>, LookupError> find_holders(uint64_t socket_inode, unsigned threads) {
+  return std::move(find_holders_of(std::span(&socket_inode, 1), threads).front());
+}
+
+std::vector<Result<std::vector<PeerProcess>, LookupError>> find_holders_of(std::span<const uint64_t> inodes) {
+  return find_holders_of(inodes, default_scan_threads());
+}
+
+std::vector<Result<std::vector<PeerProcess>, LookupError>> find_holders_of(std::span<const uint64_t> inodes,
+                                                                           unsigned threads) {
+  using Answer = Result<std::vector<PeerProcess>, LookupError>;
+  const auto everyone = [&](const LookupError& error) {
+    return std::vector<Answer>(inodes.size(), unexpected(error));
+  };
   const DirPtr proc(::opendir("/proc"));
   if (!proc) {
     const int error = errno;
-    return unexpected(
+    return everyone(
         lookup_error(LookupError::Stage::Permission, error, 0, "cannot list /proc: " + errno_text(error)));
   }
   Scan scan;
   scan.proc_dir = ::dirfd(proc.get());
-  scan.link = "socket:[" + std::to_string(socket_inode) + "]";
+  scan.inodes.assign(inodes.begin(), inodes.end());
+  std::sort(scan.inodes.begin(), scan.inodes.end());
+  scan.inodes.erase(std::unique(scan.inodes.begin(), scan.inodes.end()), scan.inodes.end());
 
-  std::vector<pid_t> pids;
-  for (;;) {
-    errno = 0;
-    const dirent* entry = ::readdir(proc.get());
-    if (entry == nullptr) {
-      const int error = errno;
-      if (error == 0) break;
-      return unexpected(
-          lookup_error(LookupError::Stage::Permission, error, 0, "cannot list /proc: " + errno_text(error)));
-    }
-    const auto pid = parse_decimal<pid_t>(entry->d_name);
-    if (pid && *pid > 0) pids.push_back(*pid);
-  }
+  Result<void, LookupError> listed;
+  const std::vector<pid_t> pids = list_pids(proc.get(), listed);
+  if (!listed) return everyone(listed.error());
 
   // Every holder, no early exit: fork and fd inheritance give one socket several holders (procid.md §3.1).
-  // Threads only pay off once the scan outweighs starting them (~20-50 µs each).
+  // One pass answers every socket asked about: a process that cannot be read might hide a holder of any of
+  // them, so it fails them all. Threads only pay off once the scan outweighs starting them (~20-50 µs each).
   const unsigned workers = pids.size() >= kParallelScanFrom ? std::max(threads, 1u) : 1u;
   auto matches = ParallelScan(scan, pids).run(workers);
-  if (!matches) return unexpected(std::move(matches).error());
+  if (!matches) return everyone(matches.error());
 
-  // Pinned only now: whatever is described below is re-checked to hold the socket through the pinned
-  // directory, so a pid that was reused since the scan describes either a process that holds it (a holder
-  // like any other) or nobody.
-  std::vector<PeerProcess> holders;
+  // Per inode, in scan.inodes order: its holders so far, or the error that ends its lookup.
+  std::vector<Answer> found(scan.inodes.size(), std::vector<PeerProcess>());
+  const auto slot = [&](uint64_t inode) -> Answer& {
+    return found[static_cast<size_t>(std::lower_bound(scan.inodes.begin(), scan.inodes.end(), inode) -
+                                     scan.inodes.begin())];
+  };
+  // Pinned only now, and each held descriptor re-read after the description: see describe / still_holds.
   for (Match& match : *matches) {
-    Candidate candidate;
-    candidate.pid = match.pid;
-    candidate.fd_links = std::move(match.fd_links);
-    candidate.dir = open_pid_dir(scan.proc_dir, match.pid);
-    if (!candidate.dir) {
-      if (vanished(errno)) continue;
-      return unexpected(unreadable(match.pid, "", errno));
+    const UniqueFd dir = open_pid_dir(scan.proc_dir, match.pid);
+    if (!dir && vanished(errno)) continue;
+    Result<std::optional<PeerProcess>, LookupError> process =
+        dir ? describe(scan.proc_dir, match.pid, dir.get()) : unexpected(unreadable(match.pid, "", errno));
+    for (const Held& held : match.held) {
+      Answer& answer = slot(held.inode);
+      if (!answer) continue;  // this socket's lookup already failed
+      if (!process) {
+        answer = unexpected(process.error());
+        continue;
+      }
+      if (!*process) continue;
+      const auto holds = still_holds(match.pid, dir.get(), held.fd_link, socket_link(held.inode));
+      if (!holds) {
+        answer = unexpected(holds.error());
+        continue;
+      }
+      const bool listed_already = std::any_of(answer->begin(), answer->end(),
+                                              [&](const PeerProcess& p) { return p.pid == match.pid; });
+      if (*holds && !listed_already) answer->push_back(**process);
     }
-    auto process = describe(scan.proc_dir, candidate, scan.link);
-    if (!process) return unexpected(std::move(process).error());
-    if (*process) holders.push_back(std::move(**process));
   }
-  if (holders.empty()) {
-    return unexpected(lookup_error(LookupError::Stage::NoHolder, 0, 0,
-                                   "no process holds socket inode " + std::to_string(socket_inode) +
-                                       " (the client exited or passed the descriptor on)"));
+
+  std::vector<Answer> answers;
+  answers.reserve(inodes.size());
+  for (const uint64_t inode : inodes) {
+    Answer answer = slot(inode);
+    if (answer && answer->empty()) {
+      answer = unexpected(lookup_error(LookupError::Stage::NoHolder, 0, 0,
+                                       "no process holds socket inode " + std::to_string(inode) +
+                                           " (the client exited or passed the descriptor on)"));
+    }
+    if (answer) {
+      std::sort(answer->begin(), answer->end(),
+                [](const PeerProcess& a, const PeerProcess& b) { return a.pid < b.pid; });
+    }
+    answers.push_back(std::move(answer));
   }
-  std::sort(holders.begin(), holders.end(),
-            [](const PeerProcess& a, const PeerProcess& b) { return a.pid < b.pid; });
-  return holders;
+  return answers;
 }
 
 }  // namespace egressd::procid

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <vector>
 
@@ -29,6 +30,14 @@ Result<std::vector<PeerProcess>, LookupError> find_holders(uint64_t socket_inode
 inline constexpr unsigned kMaxScanThreads = 4;
 unsigned default_scan_threads();
 Result<std::vector<PeerProcess>, LookupError> find_holders(uint64_t socket_inode, unsigned threads);
+
+// Several sockets in one pass over /proc: answers[i] is what find_holders(inodes[i]) would say, at the
+// cost of one scan instead of one per socket (each process's descriptors are read once and compared with
+// every inode asked about). A process that cannot be read fails every answer, since it could hide a holder
+// of any of them; a holder that cannot be described fails the answers of the sockets it holds.
+std::vector<Result<std::vector<PeerProcess>, LookupError>> find_holders_of(std::span<const uint64_t> inodes);
+std::vector<Result<std::vector<PeerProcess>, LookupError>> find_holders_of(std::span<const uint64_t> inodes,
+                                                                           unsigned threads);
 
 // Field 22 (starttime, clock ticks since boot) of a /proc/PID/stat line. Field 2 (comm) may hold spaces
 // and parentheses, so fields are counted after the last ')'. nullopt when malformed.

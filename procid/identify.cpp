@@ -102,4 +102,32 @@ Result<PeerIdentity, LookupError> identify_peer(const TcpTuple& tuple) {
   return identity_from_holders(socket->inode, socket->uid, std::move(*holders));
 }
 
+std::vector<Result<PeerIdentity, LookupError>> identify_peers(std::span<const TcpTuple> tuples) {
+  std::vector<Result<PeerIdentity, LookupError>> answers(tuples.size(), unexpected(LookupError{}));
+  std::vector<size_t> scanned;  // indexes of the tuples whose socket was found
+  std::vector<uint64_t> inodes;
+  std::vector<uid_t> uids;
+  for (size_t i = 0; i < tuples.size(); ++i) {
+    const auto socket = find_client_socket(tuples[i]);
+    if (!socket) {
+      answers[i] = unexpected(socket.error());
+      continue;
+    }
+    scanned.push_back(i);
+    inodes.push_back(socket->inode);
+    uids.push_back(socket->uid);
+  }
+  if (inodes.empty()) return answers;
+  auto holders = find_holders_of(inodes);
+  for (size_t k = 0; k < scanned.size(); ++k) {
+    auto& answer = answers[scanned[k]];
+    if (!holders[k]) {
+      answer = unexpected(std::move(holders[k]).error());
+    } else {
+      answer = identity_from_holders(inodes[k], uids[k], std::move(*holders[k]));
+    }
+  }
+  return answers;
+}
+
 }  // namespace egressd::procid

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cerrno>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,11 @@ struct LookupError {
 };
 
 Result<PeerIdentity, LookupError> identify_peer(const TcpTuple& tuple);
+
+// identify_peer() for several connections with one /proc pass (find_holders_of): answers[i] is what
+// identify_peer(tuples[i]) would say. Each socket is looked up first, so every connection in the batch
+// existed before the pass began and all of its holders are seen.
+std::vector<Result<PeerIdentity, LookupError>> identify_peers(std::span<const TcpTuple> tuples);
 
 // The composition rule on its own (pure; exposed for tests): Ambiguous unless every holder runs the same
 // executable (path and deleted-ness); pid = the holder that started first (tie: lowest pid); ancestors =

@@ -215,7 +215,7 @@ int run(const Settings& settings) {
   // systemd).
   SystemdNotifier notifier = SystemdNotifier::from_environment();
   {
-    Server server(&loop, settings, store, deny_log, access_log, procid::identify_peer, interception,
+    Server server(&loop, settings, store, deny_log, access_log, procid::identify_peers, interception,
                   redirects);
     server.set_reload_observer(&notifier);
     std::unique_ptr<PolicyWatcher> watcher;

@@ -110,6 +110,13 @@ std::string Metrics::render(const Gauges& g) const {
   header(out, "egressd_identification_failures_total", "counter",
          "Connections whose caller could not be identified (denied).");
   line("egressd_identification_failures_total", identification_failures_);
+  header(out, "egressd_identification_scans_total", "counter",
+         "Passes over /proc looking for the processes that hold client sockets; one pass serves every "
+         "connection waiting when it starts.");
+  line("egressd_identification_scans_total", identification_passes_);
+  header(out, "egressd_identification_scanned_connections_total", "counter",
+         "Connections those passes identified (divided by the passes: the mean batch).");
+  line("egressd_identification_scanned_connections_total", identification_pass_callers_);
 
   header(out, "egressd_leaf_cache_entries", "gauge", "Minted leaf certificates cached for TLS termination.");
   line("egressd_leaf_cache_entries", g.leaf_cache_entries);

@@ -57,6 +57,11 @@ class Metrics {
     closed_bytes_down_ += bytes_down;
   }
   void identification(double seconds, bool ok);
+  // One /proc pass that identified `callers` connections at once (IdentifyQueue).
+  void identification_pass(uint64_t callers) {
+    ++identification_passes_;
+    identification_pass_callers_ += callers;
+  }
   void upstream_error(std::string_view kind);  // an error code such as "connect_failed"
   // A policy load or reload: "applied", "unchanged" or "rejected", and how long loading took.
   void policy_reload(std::string_view result, double seconds);
@@ -73,6 +78,8 @@ class Metrics {
   uint64_t closed_bytes_down_ = 0;
   Histogram identification_;
   uint64_t identification_failures_ = 0;
+  uint64_t identification_passes_ = 0;
+  uint64_t identification_pass_callers_ = 0;
   std::map<std::string, uint64_t> upstream_errors_;
   std::map<std::string, uint64_t> reloads_;
   double last_load_seconds_ = 0;

@@ -24,9 +24,10 @@ Server::Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& p
       policies_(policies),
       deny_log_(deny_log),
       access_log_(access_log),
-      identify_(std::move(identify)),
+      identify_(loop, *this, std::move(identify)),
       interception_(interception),
-      redirects_(redirects) {
+      redirects_(redirects),
+      policy_reload_(loop, policies.path(), *this) {
   note_policy_loaded();
 }
 
@@ -217,7 +218,7 @@ void Server::on_connection(int status) {
                           open));
   }
   // Identification starts at once, in parallel with reading the request head.
-  if (int rc = queue_identify(loop_, *this, id, *tuple, identify_); rc != 0) {
+  if (int rc = identify_.submit(id, *tuple); rc != 0) {
     log::error("[S{}] cannot queue caller identification: {}", id, uv_strerror(rc));
     live.on_identified(unexpected(procid::LookupError{procid::LookupError::Stage::SocketLookup, 0, 0,
                                                       "identification could not be queued"}));
@@ -274,15 +275,23 @@ void Server::uv_on_reap(uv_check_t* check) noexcept {
 }
 
 void Server::reload_policy() {
+  // Parsing a large policy takes long enough to stall every connection (issue #6, T8): the file is
+  // loaded on the thread pool, and on_policy_loaded() installs it back here.
+  policy_reload_.request();
+}
+
+void Server::on_policy_load_started() {
   if (reload_observer_ != nullptr) reload_observer_->on_reload_started();
-  const uint64_t started_ns = uv_hrtime();
+}
+
+void Server::on_policy_loaded(Result<std::shared_ptr<const policy::Policy>, policy::LoadErrors> loaded,
+                              double load_seconds) {
   const std::string modes_before = policy::describe_modes(*policies_.current());
-  const auto result = policies_.reload();
-  const double took = static_cast<double>(uv_hrtime() - started_ns) / 1e9;
+  const auto result = policies_.install(std::move(loaded));
   metrics_.policy_reload(result.kind == policy::ReloadResult::Kind::Applied     ? "applied"
                          : result.kind == policy::ReloadResult::Kind::Unchanged ? "unchanged"
                                                                                 : "rejected",
-                         took);
+                         load_seconds);
   switch (result.kind) {
     case policy::ReloadResult::Kind::Applied: {
       note_policy_loaded();
@@ -321,6 +330,7 @@ void Server::reload_policy() {
 void Server::stop() {
   if (stopping_) return;
   stopping_ = true;
+  policy_reload_.stop();  // a load in flight finishes on its worker; its result is dropped
   listener_.close();
   if (metrics_server_) metrics_server_->stop();
   std::vector<SessionId> ids;

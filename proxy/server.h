@@ -20,6 +20,7 @@
 #include "proxy/metrics.h"
 #include "proxy/metrics_server.h"
 #include "proxy/offloop.h"
+#include "proxy/policy_reload.h"
 #include "proxy/redirect_memory.h"
 #include "proxy/reload_observer.h"
 #include "proxy/settings.h"
@@ -30,7 +31,7 @@ namespace egressd::proxy {
 
 class Session;
 
-class Server {
+class Server : private PolicyLoadListener {
  public:
   Server(uv_loop_t* loop, const Settings& settings, policy::PolicyStore& policies, DecisionLog& deny_log,
          DecisionLog& access_log, Identifier identify, Interception& interception, RedirectMemory& redirects);
@@ -43,7 +44,8 @@ class Server {
   std::string bound_address() const;    // "127.0.0.1:PORT" once listening ("[::1]:PORT" for v6)
   std::string metrics_address() const;  // the same for --metrics; empty without it
 
-  // Re-reads the policy file; on success re-checks every live session against the new snapshot.
+  // Re-reads the policy file on the thread pool (one load at a time; requests meanwhile are coalesced
+  // into one more load); back on the loop, installs it and re-checks every live session against it.
   void reload_policy();
   // Told when each reload starts and how it ended, from now on (null: nobody). Not owned.
   void set_reload_observer(ReloadObserver* observer) { reload_observer_ = observer; }
@@ -93,13 +95,16 @@ class Server {
   static bool reaches(const sockaddr_storage& own, const sockaddr_storage& dest);
   static void uv_on_reap(uv_check_t* check) noexcept;
   void on_connection(int status);
+  void on_policy_load_started() override;
+  void on_policy_loaded(Result<std::shared_ptr<const policy::Policy>, policy::LoadErrors> loaded,
+                        double load_seconds) override;
 
   uv_loop_t* loop_;  // owned by main
   const Settings& settings_;
   policy::PolicyStore& policies_;
   DecisionLog& deny_log_;
   DecisionLog& access_log_;
-  Identifier identify_;
+  IdentifyQueue identify_;
   Interception& interception_;
   RedirectMemory& redirects_;
   ExeDigests digests_;
@@ -115,8 +120,9 @@ class Server {
   SessionId next_id_ = 1;
   uint64_t reloads_rejected_ = 0;
   ReloadObserver* reload_observer_ = nullptr;  // owned by command_run; may be null
-  uint64_t accept_failures_ = 0;               // accept errors since start (EMFILE, ENFILE, ENOMEM, ...)
-  uint64_t accept_failures_reported_ = 0;      // of those, how many a console line has already counted
+  PolicyReload policy_reload_;    // destroyed before what its results touch: a late result is dropped
+  uint64_t accept_failures_ = 0;  // accept errors since start (EMFILE, ENFILE, ENOMEM, ...)
+  uint64_t accept_failures_reported_ = 0;  // of those, how many a console line has already counted
   uint64_t last_accept_report_ms_ = 0;
   bool stopping_ = false;
 };

@@ -209,6 +209,35 @@ Stats short_lived(int listener, uint16_t port, int reps) {
   return summarize(std::move(samples), failures);
 }
 
+// (c) a burst: kBurst connections waiting at once, identified by one identify_peers() pass as egressd's
+// IdentifyQueue does under load. The sample is the pass's time divided by kBurst (cost per connection).
+constexpr int kBurst = 32;
+Stats burst(int listener, uint16_t port, int reps) {
+  std::vector<double> samples;
+  int failures = 0;
+  for (int i = 0; i < reps; ++i) {
+    std::vector<int> clients;
+    std::vector<int> accepted;
+    std::vector<TcpTuple> tuples;
+    for (int k = 0; k < kBurst; ++k) {
+      clients.push_back(connect_to(port));
+      accepted.push_back(::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
+      if (accepted.back() < 0) die("accept4");
+      tuples.push_back(tuple_of(accepted.back(), port));
+    }
+    const auto start = std::chrono::steady_clock::now();
+    const auto answers = egressd::procid::identify_peers(tuples);
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    for (const auto& answer : answers) {
+      if (!answer || answer->pid != ::getpid()) ++failures;
+    }
+    samples.push_back(std::chrono::duration<double, std::micro>(elapsed).count() / kBurst);
+    for (const int fd : accepted) ::close(fd);
+    for (const int fd : clients) ::close(fd);
+  }
+  return summarize(std::move(samples), failures);
+}
+
 std::vector<int> parse_list(const char* text) {
   std::vector<int> values;
   for (const char* p = text; *p != '\0';) {
@@ -262,10 +291,12 @@ int main(int argc, char** argv) {
     (void)long_lived(listener, port, 1);
     const Stats a = long_lived(listener, port, n);
     const Stats b = short_lived(listener, port, n);
+    const Stats c_burst = burst(listener, port, std::max(3, n / 10));
     ::close(listener);
     std::printf("  {\"idle_processes\": %d, \"fds_each\": %d, \"reps\": %d,\n", count, fds, n);
     print_stats("long_lived_caller", a, false);
-    print_stats("short_lived_process", b, true);
+    print_stats("short_lived_process", b, false);
+    print_stats("per_connection_in_burst_of_32", c_burst, true);
     std::printf("  }%s\n", c + 1 < counts.size() ? "," : "");
     std::fflush(stdout);
   }

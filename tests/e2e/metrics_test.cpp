@@ -15,16 +15,6 @@
 namespace egressd::test::e2e {
 namespace {
 
-// The address egressd printed for --metrics ("127.0.0.1:PORT").
-std::string metrics_address(const Egressd& egressd) {
-  const std::string text = egressd.stderr_text();
-  const std::string marker = "metrics on http://";
-  const size_t at = text.find(marker);
-  REQUIRE_MESSAGE(at != std::string::npos, text);
-  const size_t start = at + marker.size();
-  return text.substr(start, text.find("/metrics", start) - start);
-}
-
 struct Scraped {
   std::string status;
   std::string body;

@@ -2,6 +2,8 @@
 // egressd for something (a CONNECT tunnel, an absolute-form request) reduced to the status it answered.
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <cctype>
 #include <chrono>
 #include <string>
@@ -38,6 +40,16 @@ inline std::string connect_status(const std::string& client, const Egressd& egre
 inline std::string http_status(const std::string& client, const Egressd& egressd, const std::string& url) {
   return run({client, "-q", "-sS", "--proxy", egressd.url(), "-o", "/dev/null", "-w", "%{http_code}", url})
       .out;
+}
+
+// The address egressd printed for --metrics ("127.0.0.1:PORT").
+inline std::string metrics_address(const Egressd& egressd) {
+  const std::string text = egressd.stderr_text();
+  const std::string marker = "metrics on http://";
+  const size_t at = text.find(marker);
+  REQUIRE_MESSAGE(at != std::string::npos, text);
+  const size_t start = at + marker.size();
+  return text.substr(start, text.find("/metrics", start) - start);
 }
 
 // The bytes of a CONNECT for `authority` ("127.0.0.1:8080"), for a RawClient.

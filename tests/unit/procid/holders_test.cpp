@@ -31,6 +31,41 @@ std::string read_text(const std::string& path) {
   return text.str();
 }
 
+// Runs `scan` in a forked child that became nobody (leaving uid 0 clears the permitted and effective
+// capability sets) and returns the line it reported.
+template <typename Scan>
+std::string as_nobody(Scan scan) {
+  int report[2];
+  REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::close(report[0]);
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
+        ::setresuid(65534, 65534, 65534) != 0) {
+      ::_exit(2);
+    }
+    const std::string line = scan();
+    (void)!::write(report[1], line.data(), line.size());
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  loopback::Child child(pid, OwnedFd());
+  const OwnedFd reader(report[0]);
+  std::string line;
+  char chunk[512];
+  for (;;) {
+    pollfd ready{reader.get(), POLLIN, 0};
+    REQUIRE_MESSAGE(::poll(&ready, 1, 10'000) == 1, "the unprivileged scan did not finish within 10 s");
+    const ssize_t n = ::read(reader.get(), chunk, sizeof chunk);
+    REQUIRE(n >= 0);
+    if (n == 0) break;
+    line.append(chunk, static_cast<size_t>(n));
+  }
+  REQUIRE(child.exit_and_reap() == 0);
+  return line;
+}
+
 TEST_CASE("the start time is field 22 even when comm holds spaces and parentheses") {
   const std::string stat =
       "4218 (a) b (c) ) R 4214 4214 2751 0 -1 4194304 103 0 0 0 0 0 0 0 20 0 1 0 629272 3133440 401 "
@@ -117,38 +152,11 @@ TEST_CASE("a scanner without CAP_SYS_PTRACE fails closed on processes it cannot 
     const auto listener = loopback::listen_on(AF_INET, "127.0.0.1");
     const Connection connection = loopback::connect_to(listener, AF_INET, "127.0.0.1");
     const uint64_t inode = loopback::inode_of(connection.client.get());
-    int report[2];
-    REQUIRE(::pipe2(report, O_CLOEXEC) == 0);
-    const pid_t pid = ::fork();
-    REQUIRE(pid >= 0);
-    if (pid == 0) {
-      // Become nobody: leaving uid 0 clears the permitted and effective capability sets.
-      ::close(report[0]);
-      if (::setgroups(0, nullptr) != 0 || ::setresgid(65534, 65534, 65534) != 0 ||
-          ::setresuid(65534, 65534, 65534) != 0) {
-        ::_exit(2);
-      }
+    const std::string line = as_nobody([&] {
       const auto holders = find_holders(inode, threads);
-      const std::string line =
-          holders ? "found"
-                  : std::to_string(static_cast<int>(holders.error().stage)) + " " + holders.error().detail;
-      (void)!::write(report[1], line.data(), line.size());
-      ::_exit(0);
-    }
-    ::close(report[1]);
-    loopback::Child child(pid, OwnedFd());
-    const OwnedFd reader(report[0]);
-    std::string line;
-    char chunk[512];
-    for (;;) {
-      pollfd ready{reader.get(), POLLIN, 0};
-      REQUIRE_MESSAGE(::poll(&ready, 1, 10'000) == 1, "the unprivileged scan did not finish within 10 s");
-      const ssize_t n = ::read(reader.get(), chunk, sizeof chunk);
-      REQUIRE(n >= 0);
-      if (n == 0) break;
-      line.append(chunk, static_cast<size_t>(n));
-    }
-    REQUIRE(child.exit_and_reap() == 0);
+      return holders ? "found"
+                     : std::to_string(static_cast<int>(holders.error().stage)) + " " + holders.error().detail;
+    });
     CAPTURE(line);
     const std::string permission = std::to_string(static_cast<int>(LookupError::Stage::Permission)) + " ";
     CHECK(line.starts_with(permission + "cannot inspect /proc/"));
@@ -175,6 +183,71 @@ TEST_CASE("the scan finds every one of many holders, with one thread and with se
     for (const PeerProcess& holder : *holders) pids.push_back(holder.pid);
     CHECK(pids == want);
   }
+}
+
+TEST_CASE("one pass answers several sockets, each with exactly its own holders" * doctest::timeout(30)) {
+  const auto listener = loopback::listen_on(AF_INET, "127.0.0.1");
+  // A: this process and a fork of it. B: this process and a /bin/sleep it was handed to. C: nobody.
+  const Connection a = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+  loopback::Child fork_of_a = loopback::fork_holder();
+  const Connection b = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+  loopback::Child sleep_with_b = loopback::spawn_holding("/bin/sleep", {"30"}, b.client.get());
+  uint64_t c = 0;
+  {
+    const OwnedFd socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(socket.get() >= 0);
+    c = loopback::inode_of(socket.get());
+  }
+  const uint64_t inode_a = loopback::inode_of(a.client.get());
+  const uint64_t inode_b = loopback::inode_of(b.client.get());
+  const auto pids_of = [](const std::vector<PeerProcess>& holders) {
+    std::vector<pid_t> pids;
+    for (const PeerProcess& holder : holders) pids.push_back(holder.pid);
+    return pids;
+  };
+  const auto sorted = [](std::vector<pid_t> pids) {
+    std::sort(pids.begin(), pids.end());
+    return pids;
+  };
+  for (const unsigned threads : {1u, kMaxScanThreads}) {
+    CAPTURE(threads);
+    // B twice: a connection may be asked about twice and is answered twice.
+    const std::vector<uint64_t> inodes{inode_b, c, inode_a, inode_b};
+    const auto answers = find_holders_of(inodes, threads);
+    REQUIRE(answers.size() == inodes.size());
+    REQUIRE(answers[0].has_value());
+    CHECK(pids_of(*answers[0]) == sorted({::getpid(), sleep_with_b.pid()}));
+    CHECK(answers[0]->back().exe == loopback::exe_of(sleep_with_b.pid()));
+    REQUIRE_FALSE(answers[1].has_value());
+    CHECK(answers[1].error().stage == LookupError::Stage::NoHolder);
+    CHECK(answers[1].error().detail.find("inode " + std::to_string(c) + " ") != std::string::npos);
+    REQUIRE(answers[2].has_value());
+    CHECK(pids_of(*answers[2]) == sorted({::getpid(), fork_of_a.pid()}));
+    REQUIRE(answers[3].has_value());
+    CHECK(pids_of(*answers[3]) == pids_of(*answers[0]));
+    // The same as asking one at a time.
+    for (size_t i : {size_t{0}, size_t{2}}) {
+      const auto alone = find_holders(inodes[i], threads);
+      REQUIRE(alone.has_value());
+      CHECK(pids_of(*alone) == pids_of(*answers[i]));
+    }
+  }
+}
+
+TEST_CASE("a process the batch cannot read fails every socket in it" * doctest::timeout(10)) {
+  const auto listener = loopback::listen_on(AF_INET, "127.0.0.1");
+  const Connection a = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+  const Connection b = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+  const std::vector<uint64_t> inodes{loopback::inode_of(a.client.get()), loopback::inode_of(b.client.get())};
+  const std::string line = as_nobody([&] {
+    std::string answers;
+    for (const auto& answer : find_holders_of(inodes, kMaxScanThreads)) {
+      answers += answer ? "found;" : std::to_string(static_cast<int>(answer.error().stage)) + ";";
+    }
+    return answers;
+  });
+  const std::string permission = std::to_string(static_cast<int>(LookupError::Stage::Permission)) + ";";
+  CHECK(line == permission + permission);
 }
 
 }  // namespace

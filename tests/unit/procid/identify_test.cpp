@@ -222,6 +222,29 @@ TEST_CASE("the test process's parent is the nearest ancestor of its connections"
   CHECK(identity.ancestors.front() == parent_exe);
 }
 
+TEST_CASE("identify_peers answers each connection of a batch as identify_peer would") {
+  const auto listener = loopback::listen_on(AF_INET, "127.0.0.1");
+  const Connection mine = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+  const Connection handed = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+  const std::string sleep = std::filesystem::canonical("/bin/sleep").string();
+  Child sleeper = loopback::spawn_holding(sleep, {"30"}, handed.client.get());
+  Connection gone = loopback::connect_to(listener, AF_INET, "127.0.0.1");
+  gone.client.reset();
+  gone.accepted.reset();  // both ends closed: no socket has that tuple any more
+  const std::vector<TcpTuple> tuples{handed.tuple, gone.tuple, mine.tuple};
+  const auto answers = identify_peers(tuples);
+  REQUIRE(answers.size() == 3);
+  // handed: this process and sleep hold it, two executables; the same answer as alone.
+  REQUIRE_FALSE(answers[0].has_value());
+  CHECK(answers[0].error().stage == LookupError::Stage::Ambiguous);
+  CHECK(answers[0].error().detail == failure_of(handed.tuple).detail);
+  REQUIRE_FALSE(answers[1].has_value());
+  CHECK((answers[1].error().stage == LookupError::Stage::NoSocket ||
+         answers[1].error().stage == LookupError::Stage::NoHolder));
+  REQUIRE(answers[2].has_value());
+  check_is_this_process(*answers[2], mine);
+}
+
 TEST_CASE("identify_peer answers lookups from several threads at once" * doctest::timeout(30)) {
   constexpr int kThreads = 4;
   constexpr int kLookupsPerThread = 10;

@@ -73,7 +73,7 @@ std::string exchange(uint16_t port, const std::string& request) {
 
 // A server on its own loop; `clients` runs on a thread, then the server stops and the loop drains.
 struct Harness {
-  explicit Harness(proxy::Identifier identify) {
+  explicit Harness(std::function<proxy::IdentifyAnswer(const procid::TcpTuple&)> identify) {
     auto loaded = policy::load_policy_text(kPolicy, "test.yaml");
     REQUIRE(loaded.has_value());
     store = std::make_unique<policy::PolicyStore>("", *loaded);
@@ -84,8 +84,9 @@ struct Harness {
     auto upstream = tls::UpstreamTls::create("");
     REQUIRE(upstream.has_value());
     interception = std::make_unique<proxy::Interception>(*ca, *upstream);
-    server = std::make_unique<proxy::Server>(&loop, settings, *store, deny_log, access_log,
-                                             std::move(identify), *interception, redirects);
+    server =
+        std::make_unique<proxy::Server>(&loop, settings, *store, deny_log, access_log,
+                                        proxy::one_at_a_time(std::move(identify)), *interception, redirects);
     REQUIRE(server->listen().has_value());
     const auto address = server->bound_address();
     port = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
